@@ -1,0 +1,57 @@
+# newbieha build, test and demo targets. Everything here runs on a plain
+# Debian host with Go, Docker Engine and iproute2; .ci/run installs them.
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+STUB_IMAGE := newbieha/stub-model:dev
+FUZZTIME  ?= 10s
+export NEWBIEHA_BIN := $(BIN)/newbieha
+export NEWBIEHA_STUB_BIN := $(BIN)/stub-model
+export NEWBIEHA_STUB_IMAGE := $(STUB_IMAGE)
+
+.PHONY: all build lint test test-unit test-fuzz test-integration fuzz stub-image demo demo-down bench clean
+
+all: build
+
+build:
+	mkdir -p $(BIN)
+	CGO_ENABLED=1 $(GO) build -o $(BIN)/newbieha ./cmd/newbieha
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/newbieha-witness ./cmd/newbieha
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/stub-model ./cmd/stub-model
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./integration/...
+
+# stub-image packages the stub model server as a FROM scratch image; no
+# registry is needed.
+stub-image: build
+	docker build -q -t $(STUB_IMAGE) -f cmd/stub-model/Dockerfile $(BIN) >/dev/null
+	@echo "built $(STUB_IMAGE)"
+
+test: lint stub-image test-unit test-fuzz test-integration
+
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+# A short fuzz run on every test; `make fuzz FUZZTIME=60s` for the long one.
+test-fuzz fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeCommand$$' -fuzztime=$(FUZZTIME) ./fsm
+	$(GO) test -run='^$$' -fuzz='^FuzzRestore$$' -fuzztime=$(FUZZTIME) ./fsm
+
+test-integration: build
+	$(GO) test -tags integration -count=1 -timeout 15m -v ./integration/...
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+demo: build
+	./scripts/demo.sh up
+
+demo-down:
+	./scripts/demo.sh down
+
+clean:
+	rm -rf $(BIN)
