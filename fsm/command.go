@@ -1,0 +1,209 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Type identifies a command in the Raft log. It is byte 0 of every entry.
+// The top bit (IgnoreUnknownFlag) marks a command that an older node which
+// does not know the type may safely skip.
+type Type uint8
+
+// IgnoreUnknownFlag set on a Type means "skip if unknown" instead of
+// "reject if unknown".
+const IgnoreUnknownFlag Type = 0x80
+
+// Command types. Never renumber or reuse one: a semantic change gets a new
+// type and the old handler stays.
+const (
+	TypeUpsertMember   Type = 1
+	TypeRemoveMember   Type = 2
+	TypeSetActive      Type = 3
+	TypeSetMaintenance Type = 4
+	TypeSetSettings    Type = 5
+	TypeCreateToken    Type = 6
+	TypePruneTokens    Type = 7
+)
+
+// Command is one change to the replicated state. Everything a command needs
+// (time, identifiers) travels inside it: Apply reads no clock.
+type Command interface {
+	// Type is the command's wire type.
+	Type() Type
+	// Version is the payload's schema version for this type.
+	Version() uint8
+	// Validate checks the command on its own, before it is proposed.
+	Validate() error
+}
+
+// UpsertMember adds a member or replaces the one with the same name (a
+// wiped node that joins again under its old name).
+type UpsertMember struct {
+	Member Member `json:"member"`
+}
+
+// RemoveMember removes a member by name.
+type RemoveMember struct {
+	Name string `json:"name"`
+}
+
+// SetActive names the active node. Epoch must be greater than the current
+// one; Node must be a GPU member, or empty to say "nobody".
+type SetActive struct {
+	Node   string    `json:"node"`
+	Epoch  uint64    `json:"epoch"`
+	Time   time.Time `json:"time"`
+	Reason string    `json:"reason"`
+}
+
+// SetMaintenance turns maintenance mode on or off.
+type SetMaintenance struct {
+	On     bool      `json:"on"`
+	Time   time.Time `json:"time"`
+	Reason string    `json:"reason"`
+}
+
+// SetSettings replaces the cluster settings document.
+type SetSettings struct {
+	Settings json.RawMessage `json:"settings"`
+}
+
+// CreateToken stores a join token.
+type CreateToken struct {
+	Token Token `json:"token"`
+}
+
+// PruneTokens deletes tokens that expired before Now.
+type PruneTokens struct {
+	Now time.Time `json:"now"`
+}
+
+// Payload versions of the command types this node knows. A version is
+// bumped only when old nodes may not read the new payload as the old one;
+// see docs/fsm.md.
+const (
+	versionUpsertMember   uint8 = 1
+	versionRemoveMember   uint8 = 1
+	versionSetActive      uint8 = 1
+	versionSetMaintenance uint8 = 1
+	versionSetSettings    uint8 = 1
+	versionCreateToken    uint8 = 1
+	versionPruneTokens    uint8 = 1
+)
+
+// String returns the command type's name, or "unknown(N)".
+func (t Type) String() string {
+	var name string
+	switch t &^ IgnoreUnknownFlag {
+	case TypeUpsertMember:
+		name = "UpsertMember"
+	case TypeRemoveMember:
+		name = "RemoveMember"
+	case TypeSetActive:
+		name = "SetActive"
+	case TypeSetMaintenance:
+		name = "SetMaintenance"
+	case TypeSetSettings:
+		name = "SetSettings"
+	case TypeCreateToken:
+		name = "CreateToken"
+	case TypePruneTokens:
+		name = "PruneTokens"
+	}
+	if name == "" || t&IgnoreUnknownFlag != 0 {
+		return fmt.Sprintf("unknown(%d)", uint8(t))
+	}
+	return name
+}
+
+// Type returns TypeUpsertMember.
+func (UpsertMember) Type() Type { return TypeUpsertMember }
+
+// Version returns the payload version this node writes.
+func (UpsertMember) Version() uint8 { return versionUpsertMember }
+
+// Validate checks the member's name, role, addresses and join time.
+func (c UpsertMember) Validate() error { return invalid(validateMember(c.Member)) }
+
+// Type returns TypeRemoveMember.
+func (RemoveMember) Type() Type { return TypeRemoveMember }
+
+// Version returns the payload version this node writes.
+func (RemoveMember) Version() uint8 { return versionRemoveMember }
+
+// Validate checks the name.
+func (c RemoveMember) Validate() error { return invalid(checkName("name", c.Name)) }
+
+// Type returns TypeSetActive.
+func (SetActive) Type() Type { return TypeSetActive }
+
+// Version returns the payload version this node writes.
+func (SetActive) Version() uint8 { return versionSetActive }
+
+// Validate checks the node name (empty means nobody), that the epoch is
+// set, the time is set and the reason is not empty. Whether the epoch is
+// newer and the node a GPU member depends on the state: Apply checks it.
+func (c SetActive) Validate() error { return invalid(c.validate()) }
+
+func (c SetActive) validate() error {
+	if c.Node != "" {
+		if err := checkName("node", c.Node); err != nil {
+			return err
+		}
+	}
+	if c.Epoch == 0 {
+		return errors.New("epoch 0: must be at least 1")
+	}
+	if err := checkTime("time", c.Time, true); err != nil {
+		return err
+	}
+	return checkReason("reason", c.Reason)
+}
+
+// Type returns TypeSetMaintenance.
+func (SetMaintenance) Type() Type { return TypeSetMaintenance }
+
+// Version returns the payload version this node writes.
+func (SetMaintenance) Version() uint8 { return versionSetMaintenance }
+
+// Validate checks that the time is set and the reason is not empty.
+func (c SetMaintenance) Validate() error {
+	if err := checkTime("time", c.Time, true); err != nil {
+		return invalid(err)
+	}
+	return invalid(checkReason("reason", c.Reason))
+}
+
+// Type returns TypeSetSettings.
+func (SetSettings) Type() Type { return TypeSetSettings }
+
+// Version returns the payload version this node writes.
+func (SetSettings) Version() uint8 { return versionSetSettings }
+
+// Validate checks that the settings are a JSON object, or absent/null to
+// clear them. Their schema belongs to the cluster package.
+func (c SetSettings) Validate() error {
+	_, err := normalizeSettings(c.Settings)
+	return invalid(err)
+}
+
+// Type returns TypeCreateToken.
+func (CreateToken) Type() Type { return TypeCreateToken }
+
+// Version returns the payload version this node writes.
+func (CreateToken) Version() uint8 { return versionCreateToken }
+
+// Validate checks the token's ID, secret hash and times.
+func (c CreateToken) Validate() error { return invalid(validateToken(c.Token)) }
+
+// Type returns TypePruneTokens.
+func (PruneTokens) Type() Type { return TypePruneTokens }
+
+// Version returns the payload version this node writes.
+func (PruneTokens) Version() uint8 { return versionPruneTokens }
+
+// Validate checks that Now is set.
+func (c PruneTokens) Validate() error { return invalid(checkTime("now", c.Now, true)) }

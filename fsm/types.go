@@ -1,0 +1,79 @@
+package fsm
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Role is what a member is for: a GPU node can serve, a witness only votes.
+type Role string
+
+const (
+	// RoleGPU is a node that can run the service and hold the VIP.
+	RoleGPU Role = "gpu"
+	// RoleWitness is a tie-breaker that never serves.
+	RoleWitness Role = "witness"
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool { return r == RoleGPU || r == RoleWitness }
+
+// String returns the role's name.
+func (r Role) String() string { return string(r) }
+
+// Member is one agent of the cluster as the replicated state knows it.
+type Member struct {
+	Name       string    `json:"name"`
+	Role       Role      `json:"role"`
+	RaftAddr   string    `json:"raft_addr"`
+	APIAddr    string    `json:"api_addr"`
+	GossipAddr string    `json:"gossip_addr"`
+	JoinedAt   time.Time `json:"joined_at"`
+}
+
+// Assignment names the active node. The zero value means "nobody yet".
+type Assignment struct {
+	Node   string    `json:"node"`
+	Epoch  uint64    `json:"epoch"`
+	Since  time.Time `json:"since"`
+	Reason string    `json:"reason"`
+}
+
+// Transition is one entry of the audit history: a change of active node.
+type Transition struct {
+	Epoch  uint64    `json:"epoch"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+	Time   time.Time `json:"time"`
+	Index  uint64    `json:"index"` // Raft log index that committed it
+}
+
+// Token is a join token as stored in the replicated state: only a hash of
+// its secret is kept, so a snapshot or a log does not leak it.
+type Token struct {
+	ID         string    `json:"id"`
+	SecretHash string    `json:"secret_hash"` // hex SHA-256 of the secret
+	CreatedAt  time.Time `json:"created_at"`
+	Expires    time.Time `json:"expires"`
+}
+
+// HistoryLimit is how many transitions the state keeps; older ones are
+// dropped first.
+const HistoryLimit = 1000
+
+// State is the whole replicated state. Values returned by the FSM are deep
+// copies that the caller may keep and modify.
+type State struct {
+	Members     map[string]Member `json:"members"`
+	Active      Assignment        `json:"active"`
+	Maintenance bool              `json:"maintenance"`
+	// Settings holds the cluster-wide settings document (VIP, service,
+	// checks, timings) as JSON; its schema belongs to the cluster package
+	// and is validated there before it is committed.
+	Settings json.RawMessage  `json:"settings,omitempty"`
+	Tokens   map[string]Token `json:"tokens"`
+	History  []Transition     `json:"history"`
+	// LastIndex is the Raft index of the last entry applied.
+	LastIndex uint64 `json:"last_index"`
+}
