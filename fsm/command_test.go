@@ -279,10 +279,10 @@ func TestDecode_Lenient(t *testing.T) {
 
 func TestType_String(t *testing.T) {
 	for typ, want := range map[Type]string{
-		TypeUpsertMember:                 "UpsertMember",
-		TypePruneTokens:                  "PruneTokens",
-		0:                                "unknown(0)",
-		42:                               "unknown(42)",
+		TypeUpsertMember:                  "UpsertMember",
+		TypePruneTokens:                   "PruneTokens",
+		0:                                 "unknown(0)",
+		42:                                "unknown(42)",
 		IgnoreUnknownFlag | TypeSetActive: "unknown(131)",
 	} {
 		if got := typ.String(); got != want {
