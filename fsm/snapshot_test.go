@@ -1,0 +1,295 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// memSink is a raft.SnapshotSink in memory that can fail on demand.
+type memSink struct {
+	buf       bytes.Buffer
+	failWrite int  // fail the n-th Write (1-based); 0 never
+	shortN    int  // with failWrite, report this many bytes written and no error
+	short     bool // fail by a short write instead of an error
+	closeErr  error
+	writes    int
+	closed    bool
+	cancelled bool
+}
+
+func (s *memSink) Write(p []byte) (int, error) {
+	s.writes++
+	if s.writes == s.failWrite {
+		if s.short {
+			s.buf.Write(p[:s.shortN])
+			return s.shortN, nil
+		}
+		return 0, errors.New("disk full")
+	}
+	return s.buf.Write(p)
+}
+
+func (s *memSink) Close() error  { s.closed = true; return s.closeErr }
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+
+// closeTracker is an io.ReadCloser that records Close.
+type closeTracker struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closeTracker) Close() error { c.closed = true; return nil }
+
+// busyFSM returns an FSM with something in every part of the state.
+func busyFSM(t testing.TB) *FSM {
+	t.Helper()
+	f := newTestFSM(t)
+	for i, c := range with(members(),
+		SetActive{Node: "gpu1", Epoch: 1, Time: t0, Reason: "startup"},
+		SetActive{Node: "gpu2", Epoch: 2, Time: at(time.Minute), Reason: "health:gpu1:http"},
+		SetMaintenance{On: true, Time: at(2 * time.Minute), Reason: "manual"},
+		SetSettings{Settings: json.RawMessage(`{"vip":"10.0.0.100/24","html":"<&>"}`)},
+		CreateToken{Token: testToken("ab12cd", time.Hour)},
+		CreateToken{Token: testToken("zz99zz", 48*time.Hour)},
+	) {
+		mustApply(t, f, uint64(i+1), c)
+	}
+	return f
+}
+
+// persist snapshots f into a memSink.
+func persist(t testing.TB, f *FSM) []byte {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	defer snap.Release()
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatalf("Persist: %v", err)
+	}
+	if !sink.closed || sink.cancelled {
+		t.Fatalf("sink closed %v, cancelled %v; want closed only", sink.closed, sink.cancelled)
+	}
+	return sink.buf.Bytes()
+}
+
+func TestSnapshot_RoundTrip(t *testing.T) {
+	src := busyFSM(t)
+	data := persist(t, src)
+	if !bytes.HasPrefix(data, []byte("NBHASNAP\x01{")) {
+		t.Fatalf("snapshot starts %q, want magic, version 1, JSON", data[:min(len(data), 12)])
+	}
+
+	dst := newTestFSM(t)
+	changed := dst.Changed()
+	rc := &closeTracker{Reader: bytes.NewReader(data)}
+	if err := dst.Restore(rc); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if !rc.closed {
+		t.Error("Restore did not close the reader")
+	}
+	assertStateEqual(t, dst.State(), src.State())
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Changed did not fire on restore")
+	}
+	// The restored FSM goes on applying, and snapshots to the same bytes.
+	if again := persist(t, dst); !bytes.Equal(again, data) {
+		t.Fatalf("re-snapshot differs:\n%s\n%s", again, data)
+	}
+	mustApply(t, dst, 100, SetActive{Node: "gpu1", Epoch: 3, Time: at(time.Hour), Reason: "manual:failover"})
+	if s := dst.State(); s.Active.Node != "gpu1" || len(s.History) != 3 || s.LastIndex != 100 {
+		t.Fatalf("after restore and apply: %#v", s)
+	}
+}
+
+func TestSnapshot_EmptyState(t *testing.T) {
+	data := persist(t, New(Config{}))
+	dst := busyFSM(t)
+	if err := dst.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	assertStateEqual(t, dst.State(), New(Config{}).State())
+}
+
+func TestSnapshot_IsPointInTime(t *testing.T) {
+	f := busyFSM(t)
+	want := f.State()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	mustApply(t, f, 50, RemoveMember{Name: "witness"})
+	mustApply(t, f, 51, SetActive{Node: "gpu1", Epoch: 9, Time: at(time.Hour), Reason: "r"})
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	got := New(Config{})
+	if err := got.Restore(io.NopCloser(&sink.buf)); err != nil {
+		t.Fatal(err)
+	}
+	assertStateEqual(t, got.State(), want)
+}
+
+func TestSnapshot_PersistFailures(t *testing.T) {
+	tests := []struct {
+		name        string
+		sink        *memSink
+		want        string
+		wantCancel  bool
+		wantClosed  bool
+		wantWrapped error
+	}{
+		{name: "header write fails", sink: &memSink{failWrite: 1}, want: "write snapshot header: disk full", wantCancel: true},
+		{name: "state write fails", sink: &memSink{failWrite: 2}, want: "write snapshot state", wantCancel: true},
+		{name: "short write", sink: &memSink{failWrite: 2, short: true, shortN: 3}, want: "short write", wantCancel: true, wantWrapped: io.ErrShortWrite},
+		{name: "close fails", sink: &memSink{closeErr: errors.New("fsync failed")}, want: "close snapshot sink: fsync failed", wantClosed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap, err := busyFSM(t).Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer snap.Release()
+			err = snap.Persist(tt.sink)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Persist error %v, want one containing %q", err, tt.want)
+			}
+			if tt.wantWrapped != nil && !errors.Is(err, tt.wantWrapped) {
+				t.Fatalf("Persist error %v does not wrap %v", err, tt.wantWrapped)
+			}
+			if tt.sink.cancelled != tt.wantCancel || tt.sink.closed != tt.wantClosed {
+				t.Fatalf("cancelled %v closed %v, want %v %v", tt.sink.cancelled, tt.sink.closed, tt.wantCancel, tt.wantClosed)
+			}
+		})
+	}
+}
+
+// errReader fails after yielding some bytes.
+type errReader struct{ data []byte }
+
+func (r *errReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, errors.New("connection reset")
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+func TestRestore_Rejects(t *testing.T) {
+	good := persist(t, busyFSM(t))
+	body := good[snapshotHeaderLen:]
+	// withState returns a snapshot of the good state changed by mod.
+	withState := func(mod func(s *State)) []byte {
+		s := busyFSM(t).State()
+		mod(&s)
+		b, err := marshalSnapshot(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	withJSON := func(old, new string) []byte {
+		if !bytes.Contains(good, []byte(old)) {
+			t.Fatalf("snapshot lacks %q", old)
+		}
+		return bytes.Replace(good, []byte(old), []byte(new), 1)
+	}
+	tests := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"empty", nil, "0 bytes, shorter than the 9-byte header"},
+		{"short", []byte("NBHA"), "4 bytes"},
+		{"wrong magic", append([]byte("NOTASNAP\x01"), body...), `magic "NOTASNAP"`},
+		{"garbage", []byte("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09"), "magic"},
+		{"version 0", append([]byte("NBHASNAP\x00"), body...), "format version 0"},
+		{"version 2", append([]byte("NBHASNAP\x02"), body...), "format version 2"},
+		{"header only", []byte("NBHASNAP\x01"), "empty payload"},
+		{"json null", []byte("NBHASNAP\x01null"), "want a JSON object"},
+		{"truncated", good[:len(good)-10], "unexpected EOF"},
+		{"trailing", append(append([]byte(nil), good...), "{}"...), "trailing data"},
+		{"wrong type", withJSON(`"maintenance":true`, `"maintenance":"yes"`), "maintenance"},
+		{"member key mismatch", withState(func(s *State) { s.Members["other"] = s.Members["gpu1"] }), `key "other" holds member named "gpu1"`},
+		{"member invalid", withState(func(s *State) { m := s.Members["gpu1"]; m.RaftAddr = "x"; s.Members["gpu1"] = m }), `raft_addr "x"`},
+		{"token key mismatch", withState(func(s *State) { s.Tokens["qqqqqq"] = s.Tokens["ab12cd"] }), `key "qqqqqq"`},
+		{"token invalid", withState(func(s *State) { tok := s.Tokens["ab12cd"]; tok.SecretHash = "x"; s.Tokens["ab12cd"] = tok }), "secret_hash"},
+		{"settings array", withState(func(s *State) { s.Settings = json.RawMessage(`[1]`) }), "want a JSON object or null"},
+		{"active epoch 0 with node", withState(func(s *State) { s.Active.Epoch = 0; s.History = nil }), "epoch 0 with node"},
+		{"active bad node", withState(func(s *State) { s.Active.Node = "GPU"; s.History = nil }), `node "GPU"`},
+		{"history not increasing", withState(func(s *State) { s.History[1].Epoch = 1 }), "history[1]: epoch 1 not greater than previous epoch 1"},
+		{"history broken chain", withState(func(s *State) { s.History[1].From = "gpu9" }), `history[1]: from "gpu9"`},
+		{"history not active", withState(func(s *State) { s.Active.Epoch = 7 }), "is not the active assignment"},
+		{"history too long", withState(func(s *State) {
+			s.History = nil
+			for i := 1; i <= HistoryLimit+1; i++ {
+				s.History = append(s.History, Transition{Epoch: uint64(i), From: "gpu2", To: "gpu2", Reason: "r", Time: t0})
+			}
+			s.History[0].From = ""
+			s.Active.Epoch = HistoryLimit + 1
+		}), "1001 transitions"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := busyFSM(t)
+			before := f.State()
+			changed := f.Changed()
+			rc := &closeTracker{Reader: bytes.NewReader(tt.data)}
+			err := f.Restore(rc)
+			if !errors.Is(err, ErrBadSnapshot) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Restore error %v, want ErrBadSnapshot containing %q", err, tt.want)
+			}
+			if !rc.closed {
+				t.Error("Restore did not close the reader")
+			}
+			assertStateEqual(t, f.State(), before)
+			select {
+			case <-changed:
+				t.Fatal("Changed fired on a failed restore")
+			default:
+			}
+		})
+	}
+}
+
+func TestRestore_ReadError(t *testing.T) {
+	f := busyFSM(t)
+	before := f.State()
+	good := persist(t, f)
+	err := f.Restore(io.NopCloser(&errReader{data: good[:20]}))
+	if err == nil || !strings.Contains(err.Error(), "read snapshot: connection reset") {
+		t.Fatalf("Restore error %v", err)
+	}
+	assertStateEqual(t, f.State(), before)
+}
+
+// zeros is an endless reader of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func TestRestore_TooLarge(t *testing.T) {
+	f := busyFSM(t)
+	before := f.State()
+	err := f.Restore(io.NopCloser(zeros{}))
+	if !errors.Is(err, ErrBadSnapshot) || !strings.Contains(err.Error(), fmt.Sprint(MaxSnapshotSize)) {
+		t.Fatalf("Restore error %v", err)
+	}
+	assertStateEqual(t, f.State(), before)
+}
