@@ -293,3 +293,25 @@ func TestRestore_TooLarge(t *testing.T) {
 	}
 	assertStateEqual(t, f.State(), before)
 }
+
+func TestRestore_NormalizesTimesAndSettings(t *testing.T) {
+	data := restoreSeeds(t)["offset-times"]
+	data = append(data[:len(data)-1], `,"settings":{ "a" : [ 1 ] }}`...)
+	f := newTestFSM(t)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	s := f.State()
+	if m := s.Members["a"]; m.JoinedAt != time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC) {
+		t.Fatalf("joined_at %v (%v), want midnight UTC", m.JoinedAt, m.JoinedAt.Location())
+	}
+	if s.Active.Since != time.Date(2025, 1, 1, 7, 0, 0, 0, time.UTC) {
+		t.Fatalf("since %v, want 07:00 UTC", s.Active.Since)
+	}
+	if string(s.Settings) != `{"a":[1]}` {
+		t.Fatalf("settings %q, want compacted", s.Settings)
+	}
+	if s.History == nil || s.LastIndex != 4 || s.Tokens == nil {
+		t.Fatalf("state %#v", s)
+	}
+}
