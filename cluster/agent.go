@@ -1,0 +1,386 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/newbieha/newbieha/cluster/pki"
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// File and directory names inside a data dir.
+const (
+	tlsDirName    = "tls"
+	gossipKeyFile = "gossip.key"
+	socketName    = "newbieha.sock"
+)
+
+// SocketPath is the local API socket of the agent using dataDir.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, socketName) }
+
+// Config is what an agent needs to run.
+type Config struct {
+	// DataDir holds the node's config, TLS material, Raft data and socket.
+	DataDir string
+	// Node is this node's own config (usually DataDir/newbieha.yaml).
+	Node NodeConfig
+	// Logger receives all logs; nil means a default hclog logger.
+	Logger hclog.Logger
+	// ApplyTimeout bounds one Raft apply or membership change (default 5s).
+	ApplyTimeout time.Duration
+	// PeerTimeout bounds one call to another member (default 2s).
+	PeerTimeout time.Duration
+	// AdmitRetry is the pause between attempts of a fresh node to be made a
+	// voter (default 500ms).
+	AdmitRetry time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "newbieha", Level: hclog.LevelFromString(c.Node.LogLevel)})
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = 5 * time.Second
+	}
+	if c.PeerTimeout == 0 {
+		c.PeerTimeout = 2 * time.Second
+	}
+	if c.AdmitRetry == 0 {
+		c.AdmitRetry = 500 * time.Millisecond
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate checks the config.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("agent config: data dir is required")
+	}
+	return c.Node.Validate()
+}
+
+// Agent is one running newbieha node: Raft, the FSM and the API.
+type Agent struct {
+	cfg       Config
+	log       hclog.Logger
+	bundle    *pki.Bundle
+	gossipKey []byte
+	node      *raftNode
+	peers     *http.Client
+
+	remoteSrv *http.Server
+	localSrv  *http.Server
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the node in cfg.DataDir and starts serving. A node whose
+// Raft stores are empty (it has just joined, or was wiped and joined again)
+// asks the members it knows to make it a voter, and keeps asking until one
+// does or the agent is closed.
+func Start(cfg Config) (_ *Agent, err error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	bundle, err := pki.LoadBundle(filepath.Join(cfg.DataDir, tlsDirName))
+	if err != nil {
+		return nil, fmt.Errorf("load tls material (run init or join first): %w", err)
+	}
+	gk, err := readGossipKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, bundle: bundle, gossipKey: gk}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.peers = &http.Client{
+		Timeout:   cfg.PeerTimeout,
+		Transport: &http.Transport{TLSClientConfig: bundle.ClientConfig(), ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 2},
+	}
+
+	node, hadState, err := openRaft(cfg.DataDir, cfg.Node, bundle, a.log, false)
+	if err != nil {
+		return nil, err
+	}
+	a.node = node
+	defer func() {
+		if err != nil {
+			a.cancel()
+			_ = node.close()
+		}
+	}()
+
+	if err := a.serve(); err != nil {
+		return nil, err
+	}
+	if !hadState {
+		a.wg.Add(1)
+		go a.admitLoop()
+	}
+	a.log.Info("agent started", "name", cfg.Node.Name, "role", cfg.Node.Role, "raft", cfg.Node.RaftAddr(), "api", cfg.Node.APIAddr(), "fresh", !hadState)
+	return a, nil
+}
+
+// serve starts the remote (mTLS TCP) and local (unix socket) API servers.
+func (a *Agent) serve() error {
+	remoteLn, err := net.Listen("tcp", hostPort(a.cfg.Node.BindAddr(), a.cfg.Node.Ports.API))
+	if err != nil {
+		return fmt.Errorf("listen api %s: %w", hostPort(a.cfg.Node.BindAddr(), a.cfg.Node.Ports.API), err)
+	}
+	sock := SocketPath(a.cfg.DataDir)
+	_ = os.Remove(sock) // a stale socket of a previous run
+	localLn, err := net.Listen("unix", sock)
+	if err != nil {
+		remoteLn.Close()
+		return fmt.Errorf("listen local socket %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		remoteLn.Close()
+		localLn.Close()
+		return fmt.Errorf("chmod local socket %s: %w", sock, err)
+	}
+	errLog := a.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	a.remoteSrv = &http.Server{Handler: a.handler(true), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}
+	a.localSrv = &http.Server{Handler: a.handler(false), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}
+	tlsLn := tls.NewListener(remoteLn, a.bundle.APIServerConfig())
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{a.remoteSrv, tlsLn}, {a.localSrv, localLn}} {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("api server stopped", "addr", s.ln.Addr().String(), "error", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// admitLoop asks known members to make this node a voter until one does.
+func (a *Agent) admitLoop() {
+	defer a.wg.Done()
+	req := VoterRequest{Name: a.cfg.Node.Name, RaftAddr: a.cfg.Node.RaftAddr()}
+	for attempt := 1; ; attempt++ {
+		var last error
+		for _, addr := range a.cfg.Node.Join {
+			if addr == a.cfg.Node.APIAddr() {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(a.ctx, a.cfg.ApplyTimeout+a.cfg.PeerTimeout)
+			err := a.peerCall(ctx, addr, http.MethodPost, "/v1/internal/voter", req, nil, false)
+			cancel()
+			if err == nil {
+				a.log.Info("admitted as voter", "via", addr, "attempt", attempt)
+				return
+			}
+			last = err
+		}
+		if attempt == 1 || attempt%20 == 0 {
+			a.log.Warn("not a voter yet, will retry", "join", strings.Join(a.cfg.Node.Join, ","), "error", last)
+		}
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-time.After(a.cfg.AdmitRetry):
+		}
+	}
+}
+
+// Close stops the API, shuts Raft down and waits for every goroutine.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		a.cancel()
+		var errs []error
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		for _, s := range []*http.Server{a.remoteSrv, a.localSrv} {
+			if s == nil {
+				continue
+			}
+			if err := s.Shutdown(ctx); err != nil {
+				_ = s.Close()
+			}
+		}
+		if err := a.node.close(); err != nil {
+			errs = append(errs, err)
+		}
+		a.peers.CloseIdleConnections()
+		a.wg.Wait()
+		_ = os.Remove(SocketPath(a.cfg.DataDir))
+		a.closeErr = errors.Join(errs...)
+		a.log.Info("agent stopped", "name", a.cfg.Node.Name)
+	})
+	return a.closeErr
+}
+
+// Name is this node's name.
+func (a *Agent) Name() string { return a.cfg.Node.Name }
+
+// FSM exposes the replicated state (read-only use).
+func (a *Agent) FSM() *fsm.FSM { return a.node.fsm }
+
+// IsLeader reports whether this node currently believes it is the leader.
+func (a *Agent) IsLeader() bool { return a.node.raft.State() == raft.Leader }
+
+// Leader returns the leader's name as this node sees it, or "".
+func (a *Agent) Leader() string {
+	_, id := a.node.raft.LeaderWithID()
+	return string(id)
+}
+
+// RaftState returns this node's Raft role as Status reports it.
+func (a *Agent) RaftState() string {
+	switch a.node.raft.State() {
+	case raft.Leader:
+		return RaftLeader
+	case raft.Candidate:
+		return RaftCandidate
+	case raft.Follower:
+		return RaftFollower
+	default:
+		return RaftUnreachable
+	}
+}
+
+// apply commits cmd through the leader: locally when this node leads,
+// otherwise forwarded once to the leader's API.
+func (a *Agent) apply(ctx context.Context, cmd fsm.Command) error {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	err = a.applyLocal(data)
+	if !errors.Is(err, ErrNotLeader) {
+		return err
+	}
+	return a.toLeader(ctx, "/v1/internal/apply", applyBody{Command: base64.StdEncoding.EncodeToString(data)}, nil)
+}
+
+type applyBody struct {
+	Command string `json:"command"` // base64 of an fsm.Encode'd command
+}
+
+// applyLocal applies encoded data if this node is the leader.
+func (a *Agent) applyLocal(data []byte) error {
+	if a.node.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	f := a.node.raft.Apply(data, a.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("raft apply: %w", err)
+	}
+	res, ok := f.Response().(fsm.Result)
+	if !ok {
+		return fmt.Errorf("raft apply: unexpected response %T", f.Response())
+	}
+	if res.Err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, res.Err)
+	}
+	return nil
+}
+
+// addVoter makes name a voter at raftAddr (leader only).
+func (a *Agent) addVoter(req VoterRequest) error {
+	if a.node.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	if _, ok := a.node.fsm.Member(req.Name); !ok {
+		return fmt.Errorf("%w: %q has not joined (no member record)", ErrUnknownMember, req.Name)
+	}
+	err := a.node.raft.AddVoter(raft.ServerID(req.Name), raft.ServerAddress(req.RaftAddr), 0, a.cfg.ApplyTimeout).Error()
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return ErrNotLeader
+	}
+	if err != nil {
+		return fmt.Errorf("add voter %s: %w", req.Name, err)
+	}
+	a.log.Info("added voter", "name", req.Name, "raft", req.RaftAddr)
+	return nil
+}
+
+// removeMember removes name from the state and from the Raft configuration
+// (leader only).
+func (a *Agent) removeMember(name string) error {
+	if a.node.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	inState := false
+	if _, ok := a.node.fsm.Member(name); ok {
+		inState = true
+	}
+	inRaft := false
+	if cf := a.node.raft.GetConfiguration(); cf.Error() == nil {
+		for _, s := range cf.Configuration().Servers {
+			if string(s.ID) == name {
+				inRaft = true
+			}
+		}
+	}
+	if !inState && !inRaft {
+		return fmt.Errorf("%w: %q", ErrUnknownMember, name)
+	}
+	if inState {
+		data, err := fsm.Encode(fsm.RemoveMember{Name: name})
+		if err != nil {
+			return err
+		}
+		if err := a.applyLocal(data); err != nil {
+			return err
+		}
+	}
+	if inRaft {
+		err := a.node.raft.RemoveServer(raft.ServerID(name), 0, a.cfg.ApplyTimeout).Error()
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader
+		}
+		if err != nil {
+			return fmt.Errorf("remove server %s: %w", name, err)
+		}
+	}
+	a.log.Info("removed member", "name", name)
+	return nil
+}
+
+func readGossipKey(dataDir string) ([]byte, error) {
+	p := filepath.Join(dataDir, gossipKeyFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read gossip key: %w", err)
+	}
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("gossip key %s: want base64 of 32 bytes", p)
+	}
+	return k, nil
+}
+
+func writeGossipKey(dataDir string, key []byte) error {
+	return pki.WriteFileAtomic(filepath.Join(dataDir, gossipKeyFile), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
+}

@@ -1,0 +1,317 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/newbieha/newbieha/cluster/pki"
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// maxBody bounds every API request body.
+const maxBody = 64 << 10
+
+// forwardedHeader marks a request one member forwarded to the leader, so
+// the leader never forwards it again (no loops during an election).
+const forwardedHeader = "X-Newbieha-Forwarded"
+
+// handler returns the API. remote is the mTLS TCP port: every call there
+// but join needs a verified cluster certificate; the local unix socket is
+// protected by its file mode (root only).
+func (a *Agent) handler(remote bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", a.handleStatus)
+	mux.HandleFunc("GET /v1/self", a.handleSelf)
+	mux.HandleFunc("POST /v1/join", a.handleJoin)
+	mux.HandleFunc("POST /v1/tokens", a.handleCreateToken)
+	mux.HandleFunc("POST /v1/remove", a.handleRemove)
+	mux.HandleFunc("POST /v1/internal/apply", a.handleApply)
+	mux.HandleFunc("POST /v1/internal/voter", a.handleVoter)
+	if !remote {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/join" && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+			a.log.Warn("refused api call without cluster certificate", "remote", r.RemoteAddr, "path", r.URL.Path)
+			writeError(w, ErrUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// callerName is the node name of a remote caller's certificate, or "" for
+// the local socket.
+func callerName(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return ""
+	}
+	return r.TLS.VerifiedChains[0][0].Subject.CommonName
+}
+
+func (a *Agent) handleSelf(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.self())
+}
+
+func (a *Agent) self() SelfReport {
+	st := a.node.raft.Stats()
+	var term, applied uint64
+	fmt.Sscan(st["term"], &term)
+	fmt.Sscan(st["applied_index"], &applied)
+	return SelfReport{Name: a.Name(), Role: a.cfg.Node.Role, Raft: a.RaftState(), Leader: a.Leader(), Term: term, AppliedIndex: applied}
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.Status(r.Context()))
+}
+
+func (a *Agent) handleCreateToken(w http.ResponseWriter, r *http.Request) {
+	var req TokenRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	ttl := time.Duration(req.TTL)
+	if ttl == 0 {
+		ttl = DefaultTokenTTL
+	}
+	tok, exp, err := a.CreateToken(r.Context(), ttl)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TokenResponse{Token: tok, Expires: exp})
+}
+
+// DefaultTokenTTL is how long a join token is valid unless told otherwise.
+const DefaultTokenTTL = 24 * time.Hour
+
+// MaxTokenTTL is the longest validity a join token may have.
+const MaxTokenTTL = 7 * 24 * time.Hour
+
+// CreateToken creates and commits a join token valid for ttl.
+func (a *Agent) CreateToken(ctx context.Context, ttl time.Duration) (string, time.Time, error) {
+	if ttl <= 0 || ttl > MaxTokenTTL {
+		return "", time.Time{}, fmt.Errorf("%w: ttl %v must be between 1s and %v", ErrBadRequest, ttl, MaxTokenTTL)
+	}
+	tok, err := pki.NewToken(pki.Hash(a.bundle.CA.Cert))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := a.cfg.Now().UTC()
+	exp := now.Add(ttl)
+	cmd := fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: exp}}
+	if err := a.apply(ctx, cmd); err != nil {
+		return "", time.Time{}, fmt.Errorf("commit token: %w", err)
+	}
+	return tok.String(), exp, nil
+}
+
+func (a *Agent) handleRemove(w http.ResponseWriter, r *http.Request) {
+	var req RemoveRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if err := ValidateName(req.Name); err != nil {
+		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return
+	}
+	err := a.onLeader(r, func() error { return a.removeMember(req.Name) }, "/v1/remove", req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
+	var req applyBody
+	if !readJSON(w, r, &req) {
+		return
+	}
+	data, err := base64.StdEncoding.DecodeString(req.Command)
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: command is not base64", ErrBadRequest))
+		return
+	}
+	if _, err := fsm.Decode(data); err != nil {
+		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return
+	}
+	if err := a.onLeader(r, func() error { return a.applyLocal(data) }, "/v1/internal/apply", req); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *Agent) handleVoter(w http.ResponseWriter, r *http.Request) {
+	var req VoterRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	// A node may only ask for itself.
+	if c := callerName(r); c != "" && c != req.Name {
+		writeError(w, fmt.Errorf("%w: certificate of %q cannot add voter %q", ErrUnauthorized, c, req.Name))
+		return
+	}
+	if err := a.onLeader(r, func() error { return a.addVoter(req) }, "/v1/internal/voter", req); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// onLeader runs local when this node leads, else forwards the request once
+// to the leader.
+func (a *Agent) onLeader(r *http.Request, local func() error, path string, body any) error {
+	err := local()
+	if !errors.Is(err, ErrNotLeader) {
+		return err
+	}
+	if r.Header.Get(forwardedHeader) != "" {
+		return err
+	}
+	return a.toLeader(r.Context(), path, body, nil)
+}
+
+// toLeader sends a request to the current leader's API.
+func (a *Agent) toLeader(ctx context.Context, path string, body, out any) error {
+	leader := a.Leader()
+	if leader == "" {
+		return ErrNoLeader
+	}
+	m, ok := a.node.fsm.Member(leader)
+	if !ok {
+		return fmt.Errorf("%w: leader %q has no member record yet", ErrNoLeader, leader)
+	}
+	return a.peerCall(ctx, m.APIAddr, http.MethodPost, path, body, out, true)
+}
+
+// peerCall calls another member's API over mutual TLS.
+// Extra header names are set to "1".
+func (a *Agent) peerCall(ctx context.Context, apiAddr, method, path string, body, out any, forwarded bool, headers ...string) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+apiAddr+path, rd)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if forwarded {
+		req.Header.Set(forwardedHeader, a.Name())
+	}
+	for _, h := range headers {
+		req.Header.Set(h, "1")
+	}
+	resp, err := a.peers.Do(req)
+	if err != nil {
+		return fmt.Errorf("call %s%s: %w", apiAddr, path, err)
+	}
+	defer resp.Body.Close()
+	return decodeResponse(resp, out)
+}
+
+// decodeResponse turns an API response into out or into an error that
+// matches the sentinel the server reported.
+func decodeResponse(resp *http.Response, out any) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb ErrorBody
+		if json.Unmarshal(body, &eb) != nil || eb.Error == "" {
+			return fmt.Errorf("api %s: %s", resp.Status, bytes.TrimSpace(body))
+		}
+		if s := sentinelByCode[eb.Code]; s != nil {
+			return &remoteError{msg: eb.Error, sentinel: s}
+		}
+		return errors.New(eb.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("decode response: %w", err)
+	}
+	return nil
+}
+
+// remoteError is an error reported by another member; it matches its
+// sentinel with errors.Is.
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+var errorCodes = []struct {
+	err    error
+	code   string
+	status int
+}{
+	{ErrTokenExpired, "token_expired", http.StatusForbidden},
+	{ErrTokenInvalid, "token_invalid", http.StatusForbidden},
+	{ErrUnauthorized, "unauthorized", http.StatusUnauthorized},
+	{ErrUnknownMember, "unknown_member", http.StatusNotFound},
+	{ErrBadRequest, "bad_request", http.StatusBadRequest},
+	{ErrNoLeader, "no_leader", http.StatusServiceUnavailable},
+	{ErrNotLeader, "not_leader", http.StatusServiceUnavailable},
+	{pki.ErrNoCAKey, "no_ca_key", http.StatusServiceUnavailable},
+}
+
+var sentinelByCode = func() map[string]error {
+	m := map[string]error{}
+	for _, e := range errorCodes {
+		m[e.code] = e.err
+	}
+	return m
+}()
+
+func writeError(w http.ResponseWriter, err error) {
+	status, code := http.StatusInternalServerError, ""
+	for _, e := range errorCodes {
+		if errors.Is(err, e.err) {
+			status, code = e.status, e.code
+			break
+		}
+	}
+	writeJSON(w, status, ErrorBody{Error: err.Error(), Code: code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes a bounded, strict JSON body; on failure it answers 400
+// naming the problem and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, fmt.Errorf("%w: body: %v", ErrBadRequest, err))
+		return false
+	}
+	return true
+}
+
+func errBadDuration(s string) error {
+	return fmt.Errorf("%w: %s is not a duration such as \"24h\"", ErrBadRequest, s)
+}

@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/newbieha/newbieha/cluster/pki"
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// raftNode is the consensus part of an agent: the raft instance, its
+// stores and transport, and the FSM it drives.
+type raftNode struct {
+	raft      *raft.Raft
+	fsm       *fsm.FSM
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+}
+
+func raftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
+
+// openRaft opens the stores in dataDir/raft and starts raft. When
+// bootstrap is true and the stores are empty it bootstraps a one-voter
+// cluster of this node.
+func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.Logger, bootstrap bool) (n *raftNode, hadState bool, err error) {
+	dir := raftDir(dataDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("create raft dir %s: %w", dir, err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, "raft.db"),
+		// A second agent on the same data dir would otherwise block
+		// forever on bolt's file lock.
+		BoltOptions: &bbolt.Options{Timeout: 2 * time.Second},
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("open bolt store %s (is another agent using this data dir?): %w", filepath.Join(dir, "raft.db"), err)
+	}
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger.Named("snapshot"))
+	if err != nil {
+		return nil, false, fmt.Errorf("open snapshot store %s: %w", dir, err)
+	}
+	advertise, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr())
+	if err != nil {
+		return nil, false, fmt.Errorf("resolve advertise address %s: %w", cfg.RaftAddr(), err)
+	}
+	stream, err := newTLSStreamLayer(hostPort(cfg.BindAddr(), cfg.Ports.Raft), advertise, bundle.ServerConfig(), bundle.ClientConfig(), logger.Named("raft-tls"))
+	if err != nil {
+		return nil, false, err
+	}
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  logger.Named("raft-net"),
+	})
+	defer func() {
+		if err != nil {
+			transport.Close()
+		}
+	}()
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.Name)
+	rc.HeartbeatTimeout = cfg.Raft.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.Raft.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.Raft.CommitTimeout
+	rc.Logger = logger.Named("raft")
+	// The state is tiny; snapshot often enough that a rejoining node
+	// catches up from a snapshot rather than a long log.
+	rc.SnapshotThreshold = 1024
+	rc.TrailingLogs = 2048
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, false, fmt.Errorf("raft config: %w", err)
+	}
+
+	hadState, err = raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return nil, false, fmt.Errorf("read raft state: %w", err)
+	}
+	if bootstrap && !hadState {
+		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: transport.LocalAddr(), Suffrage: raft.Voter}}}
+		if err := raft.BootstrapCluster(rc, store, store, snaps, transport, conf); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, false, fmt.Errorf("bootstrap raft: %w", err)
+		}
+	}
+	f := fsm.New(fsm.Config{Logger: logger.Named("fsm")})
+	r, err := raft.NewRaft(rc, f, store, store, snaps, transport)
+	if err != nil {
+		return nil, false, fmt.Errorf("start raft: %w", err)
+	}
+	return &raftNode{raft: r, fsm: f, store: store, transport: transport}, hadState, nil
+}
+
+// close shuts raft down and releases the stores and the port.
+func (n *raftNode) close() error {
+	var errs []error
+	if err := n.raft.Shutdown().Error(); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown raft: %w", err))
+	}
+	if err := n.transport.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close raft transport: %w", err))
+	}
+	if err := n.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close bolt store: %w", err))
+	}
+	return errors.Join(errs...)
+}

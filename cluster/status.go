@@ -1,0 +1,90 @@
+package cluster
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// Status reports the cluster as this member sees it. Each other member is
+// asked for its own Raft role over mutual TLS; one that does not answer
+// within the peer timeout is "unreachable".
+func (a *Agent) Status(ctx context.Context) Status {
+	st := a.node.fsm.State()
+	out := Status{Node: a.Name(), Leader: a.Leader(), Active: st.Active, Maintenance: st.Maintenance}
+
+	voters := map[string]string{} // name -> raft address, for voters and non-voters alike
+	suffrage := map[string]bool{}
+	if cf := a.node.raft.GetConfiguration(); cf.Error() == nil {
+		for _, s := range cf.Configuration().Servers {
+			voters[string(s.ID)] = string(s.Address)
+			suffrage[string(s.ID)] = s.Suffrage == raft.Voter
+		}
+	}
+	names := map[string]bool{}
+	for n := range st.Members {
+		names[n] = true
+	}
+	for n := range voters {
+		names[n] = true
+	}
+
+	var mu sync.Mutex
+	add := func(ms MemberStatus) {
+		mu.Lock()
+		out.Members = append(out.Members, ms)
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for name := range names {
+		m, known := st.Members[name]
+		ms := MemberStatus{Name: name, Role: m.Role, APIAddr: m.APIAddr, RaftAddr: m.RaftAddr, Voter: suffrage[name], JoinedAt: m.JoinedAt, Raft: RaftUnreachable}
+		if addr, ok := voters[name]; ok {
+			ms.RaftAddr = addr // the Raft configuration is the truth here
+		}
+		if ap, err := netip.ParseAddrPort(ms.RaftAddr); err == nil {
+			ms.Address = ap.Addr().String()
+		}
+		if name == a.Name() {
+			ms.Raft, ms.SeesLeader = a.RaftState(), a.Leader()
+			add(ms)
+			continue
+		}
+		if !known || m.APIAddr == "" {
+			add(ms)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var self SelfReport
+			cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
+			defer cancel()
+			if err := a.peerCall(cctx, ms.APIAddr, http.MethodGet, "/v1/self", nil, &self, false); err == nil && self.Name == name {
+				ms.Raft, ms.SeesLeader = self.Raft, self.Leader
+			}
+			add(ms)
+		}()
+	}
+	wg.Wait()
+	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
+	return out
+}
+
+// memberAPIAddrs lists the API addresses of all members but skip.
+func memberAPIAddrs(st fsm.State, skip string) []string {
+	var out []string
+	for _, m := range st.Members {
+		if m.Name != skip && m.APIAddr != "" {
+			out = append(out, m.APIAddr)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

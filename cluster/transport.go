@@ -1,0 +1,117 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// tlsStreamLayer is a raft.StreamLayer that speaks mutual TLS 1.3: the
+// listener refuses peers without a cluster certificate, the dialer
+// verifies the peer's certificate against the cluster CA.
+type tlsStreamLayer struct {
+	net.Listener
+	advertise net.Addr
+	client    *tls.Config
+}
+
+func newTLSStreamLayer(bind string, advertise net.Addr, server, client *tls.Config, logger hclog.Logger) (*tlsStreamLayer, error) {
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, fmt.Errorf("listen raft %s: %w", bind, err)
+	}
+	return &tlsStreamLayer{Listener: newHandshakeListener(tls.NewListener(ln, server), logger), advertise: advertise, client: client}, nil
+}
+
+// Addr returns the advertised address, which raft gives to peers.
+func (t *tlsStreamLayer) Addr() net.Addr { return t.advertise }
+
+// Dial opens a TLS connection to a peer.
+func (t *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	conn, err := tls.DialWithDialer(d, "tcp", string(address), t.client)
+	if err != nil {
+		return nil, fmt.Errorf("dial raft %s: %w", address, err)
+	}
+	return conn, nil
+}
+
+// handshakeListener completes the TLS handshake of each connection in its
+// own goroutine before handing it to raft, so a peer without a valid
+// certificate is dropped at once (and logged) and a slow peer cannot hold up
+// the others.
+type handshakeListener struct {
+	net.Listener
+	conns  chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	logger hclog.Logger
+}
+
+func newHandshakeListener(ln net.Listener, logger hclog.Logger) *handshakeListener {
+	h := &handshakeListener{Listener: ln, conns: make(chan net.Conn), done: make(chan struct{}), logger: logger}
+	go h.loop()
+	return h
+}
+
+func (l *handshakeListener) loop() {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			l.logger.Error("raft accept failed", "error", err)
+			_ = l.Close()
+			return
+		}
+		go l.handshake(c.(*tls.Conn))
+	}
+}
+
+func (l *handshakeListener) handshake(tc *tls.Conn) {
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		l.logger.Warn("refused raft connection", "remote", tc.RemoteAddr().String(), "error", err)
+		_ = tc.Close()
+		return
+	}
+	_ = tc.SetDeadline(time.Time{})
+	select {
+	case l.conns <- tc:
+	case <-l.done:
+		_ = tc.Close()
+	}
+}
+
+// Accept returns the next connection whose handshake succeeded.
+func (l *handshakeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting.
+func (l *handshakeListener) Close() error {
+	var err error
+	l.once.Do(func() {
+		close(l.done)
+		err = l.Listener.Close()
+	})
+	return err
+}

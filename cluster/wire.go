@@ -1,0 +1,119 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// This file holds the JSON bodies of the agent API (see docs/api.md).
+
+// JoinRequest is sent by a node that wants to join, with a token.
+type JoinRequest struct {
+	Token     string   `json:"token"`
+	Name      string   `json:"name"`
+	Role      fsm.Role `json:"role"`
+	Advertise string   `json:"advertise"`
+	Ports     Ports    `json:"ports"`
+	PublicKey string   `json:"public_key"` // PEM PKIX, ECDSA P-256
+}
+
+// JoinResponse carries what the new node needs to be a member.
+type JoinResponse struct {
+	CACert    string   `json:"ca_cert"`
+	CAKey     string   `json:"ca_key,omitempty"` // GPU members only
+	NodeCert  string   `json:"node_cert"`
+	GossipKey string   `json:"gossip_key"`
+	Members   []string `json:"members"` // API addresses to contact
+}
+
+// VoterRequest asks the leader to make the calling node a voter.
+type VoterRequest struct {
+	Name     string `json:"name"`
+	RaftAddr string `json:"raft_addr"`
+}
+
+// TokenRequest asks for a fresh join token.
+type TokenRequest struct {
+	TTL Duration `json:"ttl"`
+}
+
+// TokenResponse is a fresh join token.
+type TokenResponse struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
+
+// RemoveRequest asks to remove a member.
+type RemoveRequest struct {
+	Name string `json:"name"`
+}
+
+// SelfReport is one member's own view of itself.
+type SelfReport struct {
+	Name         string   `json:"name"`
+	Role         fsm.Role `json:"role"`
+	Raft         string   `json:"raft"`
+	Leader       string   `json:"leader"`
+	Term         uint64   `json:"term"`
+	AppliedIndex uint64   `json:"applied_index"`
+}
+
+// Status is the cluster as seen from one member.
+type Status struct {
+	Node        string         `json:"node"` // the member that answered
+	Leader      string         `json:"leader"`
+	Active      fsm.Assignment `json:"active"`
+	Maintenance bool           `json:"maintenance"`
+	Members     []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one member's line in Status.
+type MemberStatus struct {
+	Name     string   `json:"name"`
+	Role     fsm.Role `json:"role"`
+	Address  string   `json:"address"`
+	APIAddr  string   `json:"api_addr"`
+	RaftAddr string   `json:"raft_addr"`
+	Raft     string   `json:"raft"` // leader, follower, candidate or unreachable
+	Voter    bool     `json:"voter"`
+	// SeesLeader is who this member itself believes leads ("" if unknown
+	// or unreachable).
+	SeesLeader string    `json:"sees_leader"`
+	JoinedAt   time.Time `json:"joined_at"`
+}
+
+// Raft states as Status reports them.
+const (
+	RaftLeader      = "leader"
+	RaftFollower    = "follower"
+	RaftCandidate   = "candidate"
+	RaftUnreachable = "unreachable"
+)
+
+// ErrorBody is the body of every API error.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
+}
+
+// Duration is a time.Duration that reads and writes as "30s" in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON reads a duration string such as "24h".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return errBadDuration(string(b))
+	}
+	v, err := time.ParseDuration(string(b[1 : len(b)-1]))
+	if err != nil {
+		return errBadDuration(string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
