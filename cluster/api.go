@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -181,11 +182,38 @@ func (a *Agent) onLeader(r *http.Request, local func() error, path string, body 
 	return a.toLeader(r.Context(), path, body, nil)
 }
 
-// toLeader sends a request to the current leader's API.
+// toLeader sends a request to the current leader's API. While there is no
+// leader, or the one this node believes in does not answer (it has just
+// died and an election is under way), it tries again for up to
+// ApplyTimeout, as Consul holds RPCs during elections.
 func (a *Agent) toLeader(ctx context.Context, path string, body, out any) error {
+	hold := time.NewTimer(a.cfg.ApplyTimeout)
+	defer hold.Stop()
+	for {
+		err := a.toLeaderOnce(ctx, path, body, out)
+		var op *net.OpError
+		if err == nil || !(errors.Is(err, ErrNoLeader) || (errors.As(err, &op) && op.Op == "dial")) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-hold.C:
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (a *Agent) toLeaderOnce(ctx context.Context, path string, body, out any) error {
 	leader := a.Leader()
 	if leader == "" {
 		return ErrNoLeader
+	}
+	if leader == a.Name() {
+		// This node has just become leader; the caller's local attempt
+		// came too early. Let it be retried as a forwarded call to itself.
+		return a.peerCall(ctx, a.cfg.Node.APIAddr(), http.MethodPost, path, body, out, true)
 	}
 	m, ok := a.node.fsm.Member(leader)
 	if !ok {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -252,14 +253,16 @@ func Join(ctx context.Context, opts JoinOptions) (NodeConfig, error) {
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.PinnedClientConfig(tok.CAHash, func(c *x509.Certificate) { pinned = c })}}
 	defer client.CloseIdleConnections()
 	var resp JoinResponse
-	// A member that knows no leader yet (an election, a restart) answers
-	// ErrNoLeader: try again until ctx ends.
+	// A member that is still starting (connection refused) or knows no
+	// leader yet (an election, a restart) is tried again until ctx ends.
 	for {
 		err := postJoin(ctx, client, addr, body, &resp)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, ErrNoLeader) {
+		var op *net.OpError
+		retry := errors.Is(err, ErrNoLeader) || (errors.As(err, &op) && op.Op == "dial")
+		if !retry {
 			return NodeConfig{}, fmt.Errorf("join via %s: %w", addr, err)
 		}
 		select {

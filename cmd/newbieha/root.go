@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/newbieha/newbieha/cluster"
+	"github.com/newbieha/newbieha/fsm"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "newbieha",
+		Short:         "High availability for one GPU inference service: Raft quorum, VIP, container",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newInitCmd(), newJoinCmd(), newAgentCmd(), newStatusCmd(), newTokenCmd(), newRemoveCmd(), newVersionCmd())
+	return root
+}
+
+// dataDirFlag adds --data-dir to a command.
+func dataDirFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "data-dir", cluster.DefaultDataDir, "the node's data directory (config, TLS material, Raft data, local API socket)")
+}
+
+// outputFlag adds --output table|json to a command.
+func outputFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVarP(p, "output", "o", "table", "output format: table or json")
+}
+
+func checkOutput(o string) error {
+	if o != "table" && o != "json" {
+		return fmt.Errorf("--output %q: want table or json", o)
+	}
+	return nil
+}
+
+// portFlags adds --api-port, --raft-port and --gossip-port.
+func portFlags(cmd *cobra.Command, p *cluster.Ports) {
+	cmd.Flags().IntVar(&p.API, "api-port", cluster.DefaultAPIPort, "API port (mutual TLS)")
+	cmd.Flags().IntVar(&p.Raft, "raft-port", cluster.DefaultRaftPort, "Raft port (mutual TLS)")
+	cmd.Flags().IntVar(&p.Gossip, "gossip-port", cluster.DefaultGossipPort, "gossip port (encrypted)")
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newInitCmd() *cobra.Command {
+	var opts cluster.InitOptions
+	var role, output string
+	cmd := &cobra.Command{
+		Use:   "init --name NAME --advertise IP",
+		Short: "Create a new cluster on this node and print the join command for the others",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			opts.Role = fsm.Role(role)
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			res, err := cluster.Init(ctx, opts)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Cluster created; %s is its first member.\nStart it with:\n\n  newbieha agent --data-dir %s\n\nThen, on each other node (token valid until %s):\n\n  %s\n",
+				opts.Name, opts.DataDir, res.Expires.Format(time.RFC3339), res.Join)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&opts.Name, "name", "", "this node's name (required)")
+	cmd.Flags().StringVar(&opts.Advertise, "advertise", "", "the IP address other nodes reach this one at (required)")
+	cmd.Flags().StringVar(&opts.Bind, "bind", "", "the IP address to listen on (default: --advertise)")
+	cmd.Flags().StringVar(&role, "role", "gpu", "this node's role: gpu or witness")
+	cmd.Flags().DurationVar(&opts.TokenTTL, "token-ttl", cluster.DefaultTokenTTL, "validity of the first join token")
+	dataDirFlag(cmd, &opts.DataDir)
+	portFlags(cmd, &opts.Ports)
+	outputFlag(cmd, &output)
+	_ = cmd.MarkFlagRequired("name")
+	_ = cmd.MarkFlagRequired("advertise")
+	return cmd
+}
+
+func newJoinCmd() *cobra.Command {
+	var opts cluster.JoinOptions
+	var role string
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "join ADDR --token TOKEN --name NAME --role gpu|witness --advertise IP",
+		Short: "Join this node to a cluster through any member (ADDR is its IP or IP:API-PORT)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Addr, opts.Role = args[0], fsm.Role(role)
+			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
+			defer cancel()
+			cfg, err := cluster.Join(ctx, opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Joined as %s (%s). Start the agent with:\n\n  newbieha agent --data-dir %s\n\nIt becomes a Raft voter when it first starts.\n", cfg.Name, cfg.Role, opts.DataDir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&opts.Token, "token", "", "join token from `newbieha init` or `newbieha token create` (required)")
+	cmd.Flags().StringVar(&opts.Name, "name", "", "this node's name (required)")
+	cmd.Flags().StringVar(&role, "role", "", "this node's role: gpu or witness (required)")
+	cmd.Flags().StringVar(&opts.Advertise, "advertise", "", "the IP address other nodes reach this one at (required)")
+	cmd.Flags().StringVar(&opts.Bind, "bind", "", "the IP address to listen on (default: --advertise)")
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to keep trying while the cluster has no leader")
+	dataDirFlag(cmd, &opts.DataDir)
+	portFlags(cmd, &opts.Ports)
+	for _, f := range []string{"token", "name", "role", "advertise"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}
+
+func newAgentCmd() *cobra.Command {
+	var dataDir, configFile string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run this node's agent (foreground; stops on SIGINT or SIGTERM)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile == "" {
+				configFile = dataDir + "/" + cluster.ConfigFileName
+			}
+			nc, err := cluster.LoadNodeConfig(configFile)
+			if err != nil {
+				return err
+			}
+			logger := hclog.New(&hclog.LoggerOptions{Name: nc.Name, Level: hclog.LevelFromString(nc.LogLevel), Output: cmd.ErrOrStderr()})
+			a, err := cluster.Start(cluster.Config{DataDir: dataDir, Node: nc, Logger: logger})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			<-ctx.Done()
+			logger.Info("signal received, stopping")
+			return a.Close()
+		},
+	}
+	dataDirFlag(cmd, &dataDir)
+	cmd.Flags().StringVar(&configFile, "config", "", "node config file (default: DATA-DIR/newbieha.yaml)")
+	return cmd
+}
+
+func newStatusCmd() *cobra.Command {
+	var dataDir, output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster: leader, active node, maintenance, members",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			st, err := cluster.NewLocalClient(dataDir).Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			return printStatus(cmd.OutOrStdout(), st)
+		},
+	}
+	dataDirFlag(cmd, &dataDir)
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+func printStatus(w io.Writer, st cluster.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	fmt.Fprintf(tw, "leader:\t%s\n", dash(st.Leader))
+	if st.Active.Node == "" {
+		fmt.Fprintf(tw, "active:\t-\n")
+	} else {
+		fmt.Fprintf(tw, "active:\t%s (epoch %d, since %s, %s)\n", st.Active.Node, st.Active.Epoch, st.Active.Since.Format(time.RFC3339), st.Active.Reason)
+	}
+	m := "off"
+	if st.Maintenance {
+		m = "ON"
+	}
+	fmt.Fprintf(tw, "maintenance:\t%s\n\n", m)
+	fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tRAFT\tVOTER")
+	for _, mb := range st.Members {
+		voter := "no"
+		if mb.Voter {
+			voter = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft, voter)
+	}
+	return tw.Flush()
+}
+
+func newTokenCmd() *cobra.Command {
+	token := &cobra.Command{Use: "token", Short: "Manage join tokens"}
+	var dataDir string
+	var ttl time.Duration
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create a join token (printed alone on stdout)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl <= 0 {
+				return fmt.Errorf("--ttl %v: must be positive", ttl)
+			}
+			t, err := cluster.NewLocalClient(dataDir).CreateToken(cmd.Context(), ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t.Token)
+			return nil
+		},
+	}
+	dataDirFlag(create, &dataDir)
+	create.Flags().DurationVar(&ttl, "ttl", cluster.DefaultTokenTTL, "how long the token is valid (at most 168h)")
+	token.AddCommand(create)
+	return token
+}
+
+func newRemoveCmd() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "remove NODE",
+		Short: "Remove a member from the cluster",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cluster.NewLocalClient(dataDir).Remove(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
+			return nil
+		},
+	}
+	dataDirFlag(cmd, &dataDir)
+	return cmd
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "newbieha %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
+}

@@ -1,0 +1,282 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binPath is the newbieha binary under test: $NEWBIEHA_BIN, or one built
+// by TestMain.
+var binPath string
+
+func TestMain(m *testing.M) {
+	binPath = os.Getenv("NEWBIEHA_BIN")
+	var tmp string
+	if binPath == "" {
+		var err error
+		tmp, err = os.MkdirTemp("", "newbieha-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binPath = filepath.Join(tmp, "newbieha")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/newbieha").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build newbieha: %v\n%s", err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	if tmp != "" {
+		os.RemoveAll(tmp)
+	}
+	os.Exit(code)
+}
+
+// requireRoot skips a test that needs root and iproute2 where they are
+// truly absent; CI and the dev machine have both.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2 (ip)")
+	}
+}
+
+// lab is a set of hosts, each a network namespace with one veth link to a
+// shared bridge namespace, on a private /24 that exists only inside them.
+type lab struct {
+	t      *testing.T
+	id     string
+	bridge string // namespace holding the bridge
+	subnet string // e.g. "10.77.0"
+	hosts  map[string]*host
+	mu     sync.Mutex
+	procs  []*exec.Cmd
+}
+
+// host is one namespace of the lab.
+type host struct {
+	name    string
+	ns      string
+	ip      string
+	hostIf  string // veth end inside the host ns
+	brIf    string // veth end in the bridge ns
+	dataDir string
+	agent   *exec.Cmd
+	logPath string
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func newLab(t *testing.T, subnet string) *lab {
+	requireRoot(t)
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	l := &lab{t: t, id: hex.EncodeToString(b), subnet: subnet, hosts: map[string]*host{}}
+	l.bridge = "nbha" + l.id + "-br"
+	t.Cleanup(l.cleanup)
+	run(t, "ip", "netns", "add", l.bridge)
+	run(t, "ip", "-n", l.bridge, "link", "add", "br0", "type", "bridge")
+	run(t, "ip", "-n", l.bridge, "link", "set", "br0", "up")
+	return l
+}
+
+// addHost creates a namespace with address subnet.N/24 linked to the bridge.
+func (l *lab) addHost(name string, n int) *host {
+	t := l.t
+	h := &host{
+		name:    name,
+		ns:      fmt.Sprintf("nbha%s-%s", l.id, name),
+		ip:      fmt.Sprintf("%s.%d", l.subnet, n),
+		hostIf:  fmt.Sprintf("n%s%d", l.id, n),
+		brIf:    fmt.Sprintf("b%s%d", l.id, n),
+		dataDir: filepath.Join(t.TempDir(), name),
+	}
+	h.logPath = h.dataDir + ".log"
+	l.hosts[name] = h
+	run(t, "ip", "netns", "add", h.ns)
+	run(t, "ip", "link", "add", h.hostIf, "type", "veth", "peer", "name", h.brIf)
+	run(t, "ip", "link", "set", h.hostIf, "netns", h.ns)
+	run(t, "ip", "link", "set", h.brIf, "netns", l.bridge)
+	run(t, "ip", "-n", l.bridge, "link", "set", h.brIf, "master", "br0", "up")
+	run(t, "ip", "-n", h.ns, "addr", "add", h.ip+"/24", "dev", h.hostIf)
+	run(t, "ip", "-n", h.ns, "link", "set", h.hostIf, "up")
+	run(t, "ip", "-n", h.ns, "link", "set", "lo", "up")
+	return h
+}
+
+// cli runs the newbieha CLI inside the host's namespace.
+func (l *lab) cli(h *host, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.ns, binPath}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("newbieha %s on %s: %v: %s", strings.Join(args, " "), h.name, err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (l *lab) mustCLI(h *host, args ...string) string {
+	l.t.Helper()
+	out, err := l.cli(h, args...)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return out
+}
+
+// startAgent runs `newbieha agent` in the host's namespace, logging to a file.
+func (l *lab) startAgent(h *host) {
+	l.t.Helper()
+	f, err := os.OpenFile(h.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", h.ns, binPath, "agent", "--data-dir", h.dataDir)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		l.t.Fatalf("start agent %s: %v", h.name, err)
+	}
+	h.agent = cmd
+	l.mu.Lock()
+	l.procs = append(l.procs, cmd)
+	l.mu.Unlock()
+	go func() { _ = cmd.Wait(); f.Close() }()
+}
+
+// kill sends sig to the host's agent and waits until it is gone.
+func (l *lab) kill(h *host, sig syscall.Signal) {
+	l.t.Helper()
+	if h.agent == nil {
+		return
+	}
+	_ = h.agent.Process.Signal(sig)
+	waitFor(l.t, 15*time.Second, h.name+" agent to exit", func() error {
+		if err := h.agent.Process.Signal(syscall.Signal(0)); err == nil {
+			return fmt.Errorf("still running")
+		}
+		return nil
+	})
+	h.agent = nil
+}
+
+func (l *lab) cleanup() {
+	l.mu.Lock()
+	procs := l.procs
+	l.mu.Unlock()
+	for _, p := range procs {
+		if p.Process != nil {
+			_ = p.Process.Kill()
+		}
+	}
+	for _, h := range l.hosts {
+		if l.t.Failed() {
+			if b, err := os.ReadFile(h.logPath); err == nil {
+				l.t.Logf("---- log of %s ----\n%s", h.name, tail(string(b), 60))
+			}
+		}
+		_ = exec.Command("ip", "netns", "del", h.ns).Run()
+	}
+	_ = exec.Command("ip", "netns", "del", l.bridge).Run()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// status is the part of `newbieha status --output json` the tests read.
+type status struct {
+	Node    string `json:"node"`
+	Leader  string `json:"leader"`
+	Members []struct {
+		Name       string `json:"name"`
+		Role       string `json:"role"`
+		Address    string `json:"address"`
+		Raft       string `json:"raft"`
+		Voter      bool   `json:"voter"`
+		SeesLeader string `json:"sees_leader"`
+	} `json:"members"`
+}
+
+func (l *lab) status(h *host) (status, error) {
+	out, err := l.cli(h, "status", "--data-dir", h.dataDir, "--output", "json")
+	if err != nil {
+		return status{}, err
+	}
+	var s status
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		return status{}, fmt.Errorf("status json: %v: %s", err, out)
+	}
+	return s, nil
+}
+
+// healthy checks that s lists exactly names as voters, one leader, and
+// every member agreeing on it.
+func healthy(s status, names ...string) error {
+	if len(s.Members) != len(names) {
+		return fmt.Errorf("%s lists %d members, want %d", s.Node, len(s.Members), len(names))
+	}
+	leaders := 0
+	for i, m := range s.Members {
+		if m.Name != names[i] || !m.Voter {
+			return fmt.Errorf("%s: member %d = %+v, want voter %s", s.Node, i, m, names[i])
+		}
+		if m.Raft == "leader" {
+			leaders++
+		} else if m.Raft != "follower" {
+			return fmt.Errorf("%s: %s is %s", s.Node, m.Name, m.Raft)
+		}
+		if m.SeesLeader != s.Leader {
+			return fmt.Errorf("%s: %s sees leader %q, not %q", s.Node, m.Name, m.SeesLeader, s.Leader)
+		}
+	}
+	if leaders != 1 {
+		return fmt.Errorf("%s: %d leaders", s.Node, leaders)
+	}
+	return nil
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
+}
