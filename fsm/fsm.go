@@ -236,16 +236,15 @@ func applySetActive(s *State, c Command, index uint64) error {
 	return nil
 }
 
-// appendHistory appends t and drops the oldest entries beyond HistoryLimit,
-// reusing h's array.
+// appendHistory appends t, dropping the oldest entries beyond HistoryLimit.
+// Dropping re-slices instead of copying, so the cost is amortised O(1):
+// append moves the window into a fresh array whenever capacity runs out,
+// and the old array, with the dropped entries, is freed then.
 func appendHistory(h []Transition, t Transition) []Transition {
-	h = append(h, t)
-	if over := len(h) - HistoryLimit; over > 0 {
-		n := copy(h, h[over:])
-		clear(h[n:])
-		h = h[:n]
+	if over := len(h) + 1 - HistoryLimit; over > 0 {
+		h = h[over:]
 	}
-	return h
+	return append(h, t)
 }
 
 // applySetMaintenance turns maintenance mode on or off.
