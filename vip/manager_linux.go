@@ -1,0 +1,616 @@
+//go:build linux
+
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// netlinkTimeout bounds one netlink request; the kernel answers in
+// microseconds, so hitting it means something is badly wrong.
+const netlinkTimeout = 5 * time.Second
+
+// infinityLifetime is the valid_lft the kernel reports for an address without
+// a lifetime (INFINITY_LIFE_TIME).
+const infinityLifetime = 0xFFFFFFFF
+
+// Manager adds, renews, announces and removes one virtual IP on one
+// interface. There is one per agent. Its methods are safe for concurrent use.
+//
+// A Manager acts in the network namespace of the OS thread that called New,
+// for its whole life, whichever goroutine later calls it.
+//
+// Only Claim, Renew and Announce put the address on the wire or the
+// interface, and the Manager never decides on its own to do so: the caller
+// (the cluster controller) calls them only while the one rule allows it
+// (docs/vip.md). Background goroutines only repeat announcements of an
+// address the kernel still holds, and stop on Release and Close.
+type Manager struct {
+	cfg Config
+	log hclog.Logger
+	ns  *netNS
+	now func() time.Time // time.Now; tests replace it
+
+	// nlMu guards nl against Close; every netlink use holds it for reading.
+	nlMu   sync.RWMutex
+	nl     *netlink.Handle
+	closed atomic.Bool
+
+	// mu serialises the state-changing methods (Claim, Renew, Announce,
+	// Release, Close). The background loops never take it, so a method
+	// holding it may wait for them to stop.
+	mu      sync.Mutex
+	burst   *loop
+	refresh *loop
+}
+
+// loop is one background goroutine with its stop path.
+type loop struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startLoop runs fn on a new goroutine until fn returns or the loop stops.
+func startLoop(fn func(ctx context.Context)) *loop {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &loop{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		fn(ctx)
+	}()
+	return l
+}
+
+// stop cancels the loop and waits for its goroutine to return. A nil loop
+// is a no-op.
+func (l *loop) stop() {
+	if l == nil {
+		return
+	}
+	l.cancel()
+	<-l.done
+}
+
+// New validates cfg and returns a Manager for it. It checks that the
+// interface exists, but changes nothing on the host.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	ns, err := currentNetNS()
+	if err != nil {
+		return nil, err
+	}
+	var h *netlink.Handle
+	err = ns.do(func() error {
+		var err error
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+		return err
+	})
+	if err != nil {
+		ns.close()
+		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	if err := h.SetSocketTimeout(netlinkTimeout); err != nil {
+		h.Close()
+		ns.close()
+		return nil, fmt.Errorf("set netlink timeout: %w", err)
+	}
+	m := &Manager{
+		cfg: cfg,
+		log: cfg.Logger.With("vip", cfg.Addr.String(), "iface", cfg.Iface),
+		ns:  ns,
+		now: time.Now,
+		nl:  h,
+	}
+	if _, err := m.link(); err != nil {
+		h.Close()
+		ns.close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Lifetime returns the lease the kernel enforces: Config.Lifetime rounded up
+// to a whole second.
+func (m *Manager) Lifetime() time.Duration { return m.cfg.Lifetime }
+
+// Assignment returns the address and interface this Manager looks after.
+func (m *Manager) Assignment() Assignment { return m.cfg.Assignment }
+
+// withHandle runs fn with the netlink handle unless the Manager is closed.
+func (m *Manager) withHandle(fn func(h *netlink.Handle) error) error {
+	m.nlMu.RLock()
+	defer m.nlMu.RUnlock()
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	return fn(m.nl)
+}
+
+// link looks up the interface by name (its index may change if it is
+// recreated).
+func (m *Manager) link() (netlink.Link, error) {
+	var l netlink.Link
+	err := m.withHandle(func(h *netlink.Handle) error {
+		var err error
+		l, err = h.LinkByName(m.cfg.Iface)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("look up interface %s: %w", m.cfg.Iface, err)
+	}
+	return l, nil
+}
+
+// vipAddrs returns the addresses on l whose IP is the VIP, whatever their
+// prefix length.
+func vipAddrs(h *netlink.Handle, l netlink.Link, ip netip.Addr) ([]netlink.Addr, error) {
+	family := netlink.FAMILY_V4
+	if ip.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	all, err := h.AddrList(l, family)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
+	}
+	var out []netlink.Addr
+	for _, a := range all {
+		if a.IPNet == nil {
+			continue
+		}
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == ip {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// remaining converts a dumped address's valid_lft to a duration.
+func remaining(a netlink.Addr) time.Duration {
+	if a.Flags&unix.IFA_F_PERMANENT != 0 || uint32(a.ValidLft) == infinityLifetime {
+		return Forever
+	}
+	return time.Duration(a.ValidLft) * time.Second
+}
+
+// Held reports whether the VIP is on the interface and the remaining
+// lifetime the kernel reports for it, in whole seconds (the kernel floors
+// the elapsed time, so the true remainder is up to one second less), or
+// Forever for an address without a lifetime. A missing interface holds
+// nothing and is not an error.
+func (m *Manager) Held() (bool, time.Duration, error) {
+	var (
+		held bool
+		left time.Duration
+	)
+	err := m.withHandle(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(m.cfg.Iface)
+		if err != nil {
+			var nf netlink.LinkNotFoundError
+			if errors.As(err, &nf) {
+				return nil
+			}
+			return fmt.Errorf("look up interface %s: %w", m.cfg.Iface, err)
+		}
+		addrs, err := vipAddrs(h, l, m.cfg.Addr.Addr())
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			held = true
+			left = max(left, remaining(a))
+		}
+		return nil
+	})
+	if err != nil {
+		return false, 0, fmt.Errorf("check vip %s: %w", m.cfg.Assignment, err)
+	}
+	return held, left, nil
+}
+
+// install writes the address with a fresh lifetime (netlink RTM_NEWADDR with
+// NLM_F_REPLACE, so it is idempotent) unless notAfter has passed, and
+// removes it again if notAfter passed while the write ran. It reports whether
+// the address was absent before.
+func (m *Manager) install(ctx context.Context, notAfter time.Time) (bool, error) {
+	if notAfter.IsZero() {
+		return false, fmt.Errorf("notAfter is the zero time: %w", ErrStaleConfirmation)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if now := m.now(); now.After(notAfter) {
+		return false, fmt.Errorf("now %s is %v past notAfter: %w", now.Format(time.RFC3339Nano), now.Sub(notAfter), ErrStaleConfirmation)
+	}
+	ip := m.cfg.Addr.Addr()
+	secs := int(m.cfg.Lifetime / time.Second)
+	var absent bool
+	err := m.withHandle(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(m.cfg.Iface)
+		if err != nil {
+			return fmt.Errorf("look up interface %s: %w", m.cfg.Iface, err)
+		}
+		before, err := vipAddrs(h, l, ip)
+		if err != nil {
+			return err
+		}
+		absent = len(before) == 0
+		a := &netlink.Addr{
+			IPNet:       &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(m.cfg.Addr.Bits(), ip.BitLen())},
+			ValidLft:    secs,
+			PreferedLft: secs,
+		}
+		if ip.Is6() {
+			// Usable at once: duplicate address detection would hold the
+			// address tentative for about a second, and conflicts are
+			// this package's job anyway. Keepalived adds VIPs the same way.
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := h.AddrReplace(l, a); err != nil {
+			return fmt.Errorf("add %s to %s with lifetime %ds: %w", m.cfg.Addr, m.cfg.Iface, secs, err)
+		}
+		if now := m.now(); now.After(notAfter) {
+			// Paused between the check above and the write: the kernel now
+			// holds a lease the caller's confirmation does not cover.
+			if err := h.AddrDel(l, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				return fmt.Errorf("remove %s again after passing notAfter (%w): %w", m.cfg.Addr, ErrStaleConfirmation, err)
+			}
+			return fmt.Errorf("notAfter passed while adding the address, removed it again: %w", ErrStaleConfirmation)
+		}
+		// The same IP with another prefix length would be a second address
+		// outside the lease; remove it so the lease alone decides.
+		for _, old := range before {
+			if ones, _ := old.Mask.Size(); ones != m.cfg.Addr.Bits() {
+				m.log.Warn("removing the vip's address with another prefix length", "addr", old.IPNet.String())
+				if err := h.AddrDel(l, &old); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+					return fmt.Errorf("remove %s from %s: %w", old.IPNet, m.cfg.Iface, err)
+				}
+			}
+		}
+		return nil
+	})
+	return absent, err
+}
+
+// Claim puts the address on the interface with valid_lft = preferred_lft =
+// Lifetime, then announces it: a burst of GARPRepeat announcements (each a
+// gratuitous ARP request and reply, or one unsolicited neighbour
+// advertisement for IPv6), GARPInterval apart, the first sent before Claim
+// returns and the rest on a background goroutine; and, if Refresh is set, one
+// more every Refresh while the address is held. Claiming a held address
+// renews it and restarts the burst.
+//
+// notAfter is the last instant at which the caller's quorum confirmation of
+// its leadership still allows touching the VIP. Claim refuses
+// (ErrStaleConfirmation) if it has passed, and removes the address again if
+// it passed while the address was being written, so a process paused
+// between its leadership check and this call cannot extend a lease it no
+// longer has.
+//
+// A returned error that wraps ErrAnnounce means the address is in place but
+// the first announcement failed; the burst still tries the rest.
+func (m *Manager) Claim(ctx context.Context, notAfter time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	if _, err := m.install(ctx, notAfter); err != nil {
+		return fmt.Errorf("claim %s: %w", m.cfg.Assignment, err)
+	}
+	m.log.Info("vip claimed", "lifetime", m.cfg.Lifetime)
+	m.startRefresh()
+	if err := m.restartBurst(); err != nil {
+		return fmt.Errorf("claim %s: %w: %w", m.cfg.Assignment, ErrAnnounce, err)
+	}
+	return nil
+}
+
+// Renew gives the address a fresh lifetime (the same write as Claim, so it
+// is idempotent). It is meant to be called right after each successful
+// quorum confirmation of leadership, with notAfter as for Claim.
+//
+// Renew re-adds an address that has disappeared (its lease ran out, or
+// someone removed it): the caller has just proved it may hold the VIP, and
+// refusing would turn a late renewal into an outage with no safety gain. A
+// re-added address is logged as a warning and announced like a claim.
+func (m *Manager) Renew(ctx context.Context, notAfter time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	readded, err := m.install(ctx, notAfter)
+	if err != nil {
+		return fmt.Errorf("renew %s: %w", m.cfg.Assignment, err)
+	}
+	if !readded {
+		return nil
+	}
+	m.log.Warn("vip was missing at renewal; re-added it", "lifetime", m.cfg.Lifetime)
+	m.startRefresh()
+	if err := m.restartBurst(); err != nil {
+		return fmt.Errorf("renew %s: %w: %w", m.cfg.Assignment, ErrAnnounce, err)
+	}
+	return nil
+}
+
+// Announce sends a fresh burst of announcements (cancelling one still
+// running), the first before it returns. The caller uses it on every change
+// of epoch, even when the holder stays the same, so caches left stale by a
+// healed partition are corrected. It returns ErrNotHeld, and sends nothing,
+// when the address is not on the interface.
+func (m *Manager) Announce(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	held, _, err := m.Held()
+	if err != nil {
+		return fmt.Errorf("announce: %w", err)
+	}
+	if !held {
+		return fmt.Errorf("announce %s: %w", m.cfg.Assignment, ErrNotHeld)
+	}
+	if err := m.restartBurst(); err != nil {
+		return fmt.Errorf("announce %s: %w: %w", m.cfg.Assignment, ErrAnnounce, err)
+	}
+	return nil
+}
+
+// Release stops all announcing, waits until no announcement is in flight,
+// and removes the address (every address with the VIP's IP on the
+// interface, whatever its prefix length). An absent address or interface is
+// not an error. After Release returns, this Manager sends nothing until the
+// next Claim, Renew or Announce.
+func (m *Manager) Release() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	m.stopLoops()
+	err := m.withHandle(func(h *netlink.Handle) error {
+		n, err := removeVIP(h, m.cfg.Assignment)
+		if n > 0 {
+			m.log.Info("vip released")
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release %s: %w", m.cfg.Assignment, err)
+	}
+	return nil
+}
+
+// Close stops the background announcements and frees the Manager's
+// resources. It does not remove the address: call Release first for that;
+// otherwise the kernel removes it when its lifetime runs out. Close is
+// idempotent.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return nil
+	}
+	m.stopLoops()
+	m.nlMu.Lock()
+	m.closed.Store(true)
+	m.nl.Close()
+	m.nlMu.Unlock()
+	m.ns.close()
+	return nil
+}
+
+// Probe sends an RFC 5227 ARP probe for the VIP on the interface and
+// returns every distinct hardware address, other than this host's, that
+// claimed it within timeout (see the package function Probe). IPv4 only.
+func (m *Manager) Probe(ctx context.Context, timeout time.Duration) ([]net.HardwareAddr, error) {
+	ip := m.cfg.Addr.Addr()
+	if err := checkProbeArgs(ip, timeout); err != nil {
+		return nil, err
+	}
+	l, err := m.link()
+	if err != nil {
+		return nil, err
+	}
+	li, err := linkInfoOf(l)
+	if err != nil {
+		return nil, err
+	}
+	c, err := m.listen(li, unix.ETH_P_ARP)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return probeOn(ctx, c, li, ip, timeout)
+}
+
+// listen opens a packet socket in the Manager's namespace.
+func (m *Manager) listen(li linkInfo, proto int) (*packet.Conn, error) {
+	var c *packet.Conn
+	err := m.ns.do(func() error {
+		var err error
+		c, err = listen(li, proto)
+		return err
+	})
+	return c, err
+}
+
+// stopLoops stops the burst and refresh goroutines and waits for them.
+// Callers hold m.mu.
+func (m *Manager) stopLoops() {
+	m.burst.stop()
+	m.burst = nil
+	m.refresh.stop()
+	m.refresh = nil
+}
+
+// restartBurst stops a running burst, sends the first announcement now and
+// the remaining GARPRepeat-1 from a goroutine. Callers hold m.mu.
+func (m *Manager) restartBurst() error {
+	m.burst.stop()
+	m.burst = nil
+	_, err := m.announceIfHeld(context.Background())
+	if err != nil {
+		m.log.Error("announcing the vip failed", "error", err)
+	}
+	if m.cfg.GARPRepeat > 1 {
+		m.burst = startLoop(m.runBurst)
+	}
+	return err
+}
+
+// runBurst sends announcements 2..GARPRepeat, GARPInterval apart, and stops
+// early once the address is no longer held.
+func (m *Manager) runBurst(ctx context.Context) {
+	t := time.NewTicker(m.cfg.GARPInterval)
+	defer t.Stop()
+	for i := 2; i <= m.cfg.GARPRepeat; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sent, err := m.announceIfHeld(ctx)
+		switch {
+		case err != nil:
+			m.log.Error("announcing the vip failed", "error", err, "repeat", i)
+		case !sent:
+			m.log.Debug("vip no longer held, burst stopped", "repeat", i)
+			return
+		}
+	}
+}
+
+// startRefresh starts the periodic refresh if configured and not running.
+// Callers hold m.mu.
+func (m *Manager) startRefresh() {
+	if m.cfg.Refresh <= 0 || m.refresh != nil {
+		return
+	}
+	m.refresh = startLoop(m.runRefresh)
+}
+
+// runRefresh sends one announcement every Refresh while the address is held.
+func (m *Manager) runRefresh(ctx context.Context) {
+	t := time.NewTicker(m.cfg.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := m.announceIfHeld(ctx); err != nil {
+			m.log.Error("refreshing the vip announcement failed", "error", err)
+		}
+	}
+}
+
+// announceIfHeld sends one announcement if the kernel still has the address
+// and ctx is not done; it reports whether it sent. Checking the kernel
+// before every send means announcements never outlive the lease.
+func (m *Manager) announceIfHeld(ctx context.Context) (bool, error) {
+	held, _, err := m.Held()
+	if err != nil {
+		return false, err
+	}
+	if !held || ctx.Err() != nil {
+		return false, nil
+	}
+	l, err := m.link()
+	if err != nil {
+		return false, err
+	}
+	li, err := linkInfoOf(l)
+	if err != nil {
+		return false, err
+	}
+	ip := m.cfg.Addr.Addr()
+	frames, err := announceFrames(li.mac, ip)
+	if err != nil {
+		return false, err
+	}
+	c, err := m.listen(li, ethProto(ip))
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	if err := send(c, frames); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// removeVIP deletes every address with a's IP on a's interface and reports
+// how many it removed. A missing interface or address is not an error.
+func removeVIP(h *netlink.Handle, a Assignment) (int, error) {
+	l, err := h.LinkByName(a.Iface)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("look up interface %s: %w", a.Iface, err)
+	}
+	addrs, err := vipAddrs(h, l, a.Addr.Addr())
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, old := range addrs {
+		if err := h.AddrDel(l, &old); err != nil {
+			if errors.Is(err, unix.EADDRNOTAVAIL) {
+				continue // gone meanwhile: its lease ran out
+			}
+			return n, fmt.Errorf("remove %s from %s: %w", old.IPNet, a.Iface, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// ReleaseAddr removes the VIP from the interface without a Manager: what
+// `newbieha vip release` (systemd ExecStopPost) and agent start and stop do.
+// Every address with a's IP on a.Iface goes, whatever its prefix length. An
+// absent address or interface is not an error. It acts in the network
+// namespace of the calling OS thread.
+func ReleaseAddr(a Assignment) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("release %s: open netlink handle: %w", a, err)
+	}
+	defer h.Close()
+	if err := h.SetSocketTimeout(netlinkTimeout); err != nil {
+		return fmt.Errorf("release %s: set netlink timeout: %w", a, err)
+	}
+	if _, err := removeVIP(h, a); err != nil {
+		return fmt.Errorf("release %s: %w", a, err)
+	}
+	return nil
+}
