@@ -77,8 +77,9 @@ func Decode(b []byte) (Command, error) {
 // registry; New registers the matching handlers, and a test checks that
 // the two agree.
 //
-// COMPAT: when a type gets version 2, keep its version 1 case here,
-// decoding into the old struct and converting it in canonical.
+// When a type gets version 2, keep its version 1 case here, decoding into
+// the old struct and converting it to the new one in canonical, and tag
+// that code "// COMPAT(vX): ..." with the release (docs/fsm.md).
 func newPayload(t Type, v uint8) Command {
 	switch {
 	case t == TypeUpsertMember && v == versionUpsertMember:

@@ -113,7 +113,7 @@ func unmarshalSnapshot(b []byte) (State, error) {
 	if magic := b[:len(SnapshotMagic)]; string(magic) != SnapshotMagic {
 		return State{}, fmt.Errorf("%w: magic %s, want %q", ErrBadSnapshot, abbrev(magic), SnapshotMagic)
 	}
-	// COMPAT: when format 2 exists, keep reading format 1 here.
+	// When format 2 exists, keep reading format 1 here, tagged COMPAT(vX).
 	if v := b[len(SnapshotMagic)]; v != SnapshotVersion {
 		return State{}, fmt.Errorf("%w: format version %d, this node reads %d", ErrBadSnapshot, v, SnapshotVersion)
 	}
