@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# newbieha demo: three hosts (network namespaces on one bridge) set up with
+# init and join exactly as an operator would, then their status.
+#   scripts/demo.sh up     build the lab, run the demo, tear it down
+#   KEEP=1 scripts/demo.sh up   leave the lab running (then: scripts/demo.sh down)
+#   scripts/demo.sh down   remove everything the demo created
+set -euo pipefail
+
+BIN=${NEWBIEHA_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin/newbieha}
+P=nbhademo
+STATE=/tmp/$P
+SUBNET=10.78.0
+HOSTS=(node1 node2 witness)
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+nsx() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
+
+down() {
+  if [ -d "$STATE" ]; then
+    for f in "$STATE"/*.pid; do
+      [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+    done
+    for f in "$STATE"/*.pid; do
+      [ -e "$f" ] || continue
+      for _ in $(seq 1 30); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$(cat "$f")" 2>/dev/null || true
+    done
+  fi
+  for h in "${HOSTS[@]}" client br; do
+    ip netns del "$P-$h" 2>/dev/null || true
+  done
+  rm -rf "$STATE"
+}
+
+up() {
+  [ "$(id -u)" = 0 ] || { echo "the demo needs root (network namespaces)"; exit 1; }
+  [ -x "$BIN" ] || { echo "no binary at $BIN: run make build"; exit 1; }
+  down
+  mkdir -p "$STATE"
+  [ -n "${KEEP:-}" ] || trap down EXIT
+
+  say "Three hosts on one L2 segment ($SUBNET.0/24, inside network namespaces)"
+  ip netns add "$P-br"
+  ip -n "$P-br" link add br0 type bridge
+  ip -n "$P-br" link set br0 up
+  local i=1
+  for h in "${HOSTS[@]}"; do
+    ip netns add "$P-$h"
+    ip link add "${P:0:6}$i" type veth peer name "${P:0:6}b$i"
+    ip link set "${P:0:6}$i" netns "$P-$h"
+    ip link set "${P:0:6}b$i" netns "$P-br"
+    ip -n "$P-br" link set "${P:0:6}b$i" master br0 up
+    ip -n "$P-$h" addr add "$SUBNET.$i/24" dev "${P:0:6}$i"
+    ip -n "$P-$h" link set "${P:0:6}$i" up
+    ip -n "$P-$h" link set lo up
+    echo "  $h: $SUBNET.$i"
+    i=$((i + 1))
+  done
+
+  say "node1: newbieha init"
+  nsx node1 "$BIN" init --name node1 --advertise "$SUBNET.1" --data-dir "$STATE/node1" | tee "$STATE/init.txt"
+  local token
+  token=$(grep -o 'nbha1\.[a-z0-9.]*' "$STATE/init.txt" | head -1)
+  start node1
+
+  say "node2 and witness: newbieha join"
+  nsx node2 "$BIN" join "$SUBNET.1" --token "$token" --name node2 --role gpu --advertise "$SUBNET.2" --data-dir "$STATE/node2"
+  start node2
+  nsx witness "$BIN" join "$SUBNET.1" --token "$token" --name witness --role witness --advertise "$SUBNET.3" --data-dir "$STATE/witness"
+  start witness
+
+  say "Waiting for three voters"
+  for _ in $(seq 1 100); do
+    if nsx witness "$BIN" status --data-dir "$STATE/witness" -o json 2>/dev/null | grep -c '"voter": true' | grep -q 3 &&
+       nsx witness "$BIN" status --data-dir "$STATE/witness" 2>/dev/null | grep -q ' leader '; then
+      break
+    fi
+    sleep 0.2
+  done
+  for h in "${HOSTS[@]}"; do
+    say "newbieha status (on $h)"
+    nsx "$h" "$BIN" status --data-dir "$STATE/$h"
+  done
+  if [ -n "${KEEP:-}" ]; then
+    say "Left running. Try: ip netns exec $P-node2 $BIN status --data-dir $STATE/node2 ; then: make demo-down"
+  fi
+}
+
+start() {
+  local h=$1
+  ip netns exec "$P-$h" "$BIN" agent --data-dir "$STATE/$h" >"$STATE/$h.log" 2>&1 &
+  echo $! >"$STATE/$h.pid"
+  disown
+  echo "  started agent on $h (log: $STATE/$h.log)"
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 up|down"; exit 2 ;;
+esac
