@@ -18,6 +18,7 @@ type memSink struct {
 	shortN    int  // with failWrite, report this many bytes written and no error
 	short     bool // fail by a short write instead of an error
 	closeErr  error
+	cancelErr error
 	writes    int
 	closed    bool
 	cancelled bool
@@ -37,7 +38,7 @@ func (s *memSink) Write(p []byte) (int, error) {
 
 func (s *memSink) Close() error  { s.closed = true; return s.closeErr }
 func (s *memSink) ID() string    { return "mem" }
-func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+func (s *memSink) Cancel() error { s.cancelled = true; return s.cancelErr }
 
 // closeTracker is an io.ReadCloser that records Close.
 type closeTracker struct {
@@ -156,6 +157,8 @@ func TestSnapshot_PersistFailures(t *testing.T) {
 		{name: "header write fails", sink: &memSink{failWrite: 1}, want: "write snapshot header: disk full", wantCancel: true},
 		{name: "state write fails", sink: &memSink{failWrite: 2}, want: "write snapshot state", wantCancel: true},
 		{name: "short write", sink: &memSink{failWrite: 2, short: true, shortN: 3}, want: "short write", wantCancel: true, wantWrapped: io.ErrShortWrite},
+		{name: "write and cancel fail", sink: &memSink{failWrite: 1, cancelErr: errors.New("rm failed")},
+			want: "disk full\ncancel snapshot sink: rm failed", wantCancel: true},
 		{name: "close fails", sink: &memSink{closeErr: errors.New("fsync failed")}, want: "close snapshot sink: fsync failed", wantClosed: true},
 	}
 	for _, tt := range tests {

@@ -22,16 +22,24 @@ func (r Role) Valid() bool { return r == RoleGPU || r == RoleWitness }
 func (r Role) String() string { return string(r) }
 
 // Member is one agent of the cluster as the replicated state knows it.
+// Addresses are "ip:port" with an IP literal (IPv6 in brackets).
 type Member struct {
-	Name       string    `json:"name"`
-	Role       Role      `json:"role"`
-	RaftAddr   string    `json:"raft_addr"`
-	APIAddr    string    `json:"api_addr"`
-	GossipAddr string    `json:"gossip_addr"`
-	JoinedAt   time.Time `json:"joined_at"`
+	// Name is the member's unique name: ^[a-z0-9][a-z0-9-]{0,62}$.
+	Name string `json:"name"`
+	Role Role   `json:"role"`
+	// RaftAddr is the Raft transport address (required).
+	RaftAddr string `json:"raft_addr"`
+	// APIAddr is the remote API address (required).
+	APIAddr string `json:"api_addr"`
+	// GossipAddr is the memberlist address; empty if not gossiping.
+	GossipAddr string `json:"gossip_addr"`
+	// JoinedAt is when the leader admitted it; may be zero.
+	JoinedAt time.Time `json:"joined_at"`
 }
 
-// Assignment names the active node. The zero value means "nobody yet".
+// Assignment names the active node. The zero value means "nobody yet"; a
+// non-zero Epoch with an empty Node means "nobody" by decision. Node may
+// name a member that has since been removed, until the controller moves it.
 type Assignment struct {
 	Node   string    `json:"node"`
 	Epoch  uint64    `json:"epoch"`
