@@ -232,7 +232,7 @@ func applySetActive(s *State, c Command, index uint64) error {
 		Time:   cmd.Time,
 		Index:  index,
 	})
-	s.Active = Assignment{Node: cmd.Node, Epoch: cmd.Epoch, Since: cmd.Time, Reason: cmd.Reason}
+	s.Active = Assignment{Node: cmd.Node, Epoch: cmd.Epoch, Since: cmd.Time, Reason: cmd.Reason, Handover: cmd.Handover}
 	return nil
 }
 
