@@ -12,43 +12,43 @@ import (
 // netNS remembers the network namespace a Manager was created in, so that
 // sockets it opens later, from whatever thread, land in that namespace.
 type netNS struct {
-	// fd is an open handle on the namespace, or -1 when it is the
-	// process's own namespace and no switching is needed.
-	fd int
+	fd       int // open handle on the namespace, for setns(2)
+	dev, ino uint64
 }
+
+// threadNetNSPath names the calling thread's network namespace.
+const threadNetNSPath = "/proc/thread-self/ns/net"
 
 // currentNetNS captures the network namespace of the calling OS thread.
 func currentNetNS() (*netNS, error) {
-	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(threadNetNSPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open network namespace of this thread: %w", err)
 	}
-	var mine, proc unix.Stat_t
-	if err := unix.Fstat(fd, &mine); err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("stat network namespace of this thread: %w", err)
 	}
-	if err := unix.Stat("/proc/self/ns/net", &proc); err != nil {
-		_ = unix.Close(fd)
-		return nil, fmt.Errorf("stat network namespace of this process: %w", err)
-	}
-	if mine.Dev == proc.Dev && mine.Ino == proc.Ino {
-		_ = unix.Close(fd)
-		return &netNS{fd: -1}, nil
-	}
-	return &netNS{fd: fd}, nil
+	return &netNS{fd: fd, dev: uint64(st.Dev), ino: uint64(st.Ino)}, nil
 }
 
-// do runs fn inside the namespace. In the process's own namespace it simply
-// calls fn. Otherwise fn runs on a fresh goroutine locked to its OS thread,
-// which first enters the namespace; that goroutine never unlocks the thread,
-// so the Go runtime discards the thread when the goroutine ends and no other
-// goroutine ever runs in the wrong namespace. Only socket creation needs
-// this: a socket stays in the namespace it was created in.
+// do runs fn inside the namespace. If the calling thread is already in it
+// (the usual case: one namespace for the whole process), fn runs here, with
+// the goroutine locked to the thread so it cannot move meanwhile. Otherwise
+// fn runs on a fresh goroutine locked to its OS thread, which first enters
+// the namespace; that goroutine never unlocks the thread, so the Go runtime
+// discards the thread when the goroutine ends and no other goroutine ever
+// runs in the wrong namespace. Only socket creation needs this: a socket
+// stays in the namespace it was created in.
 func (n *netNS) do(fn func() error) error {
-	if n.fd < 0 {
+	runtime.LockOSThread()
+	var st unix.Stat_t
+	if err := unix.Stat(threadNetNSPath, &st); err == nil && uint64(st.Dev) == n.dev && uint64(st.Ino) == n.ino {
+		defer runtime.UnlockOSThread()
 		return fn()
 	}
+	runtime.UnlockOSThread()
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
