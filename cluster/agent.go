@@ -48,6 +48,11 @@ type Config struct {
 	AdmitRetry time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// NewVIP builds this node's VIP actuator from the replicated settings;
+	// nil means this agent never touches a VIP (tests, a witness).
+	NewVIP VIPFactory
+	// Health reports this node's own service health; nil means healthy.
+	Health HealthReporter
 }
 
 func (c *Config) setDefaults() {
@@ -84,6 +89,11 @@ type Agent struct {
 	gossipKey []byte
 	node      *raftNode
 	peers     *http.Client
+	ctl       *controller
+
+	settingsMu  sync.Mutex
+	settingsRaw string
+	settingsVal Settings
 
 	remoteSrv *http.Server
 	localSrv  *http.Server
@@ -132,9 +142,15 @@ func Start(cfg Config) (_ *Agent, err error) {
 		}
 	}()
 
+	a.ctl = newController(a)
 	if err := a.serve(); err != nil {
 		return nil, err
 	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.ctl.run(a.ctx)
+	}()
 	if !hadState {
 		a.wg.Add(1)
 		go a.admitLoop()
@@ -214,6 +230,7 @@ func (a *Agent) admitLoop() {
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		a.cancel()
+		a.ctlDone()
 		var errs []error
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -235,6 +252,35 @@ func (a *Agent) Close() error {
 		a.log.Info("agent stopped", "name", a.cfg.Node.Name)
 	})
 	return a.closeErr
+}
+
+// settings returns the replicated cluster settings (defaults until some
+// are committed; the last good ones if a committed document cannot be read).
+func (a *Agent) settings() Settings {
+	raw := a.node.fsm.State().Settings
+	a.settingsMu.Lock()
+	defer a.settingsMu.Unlock()
+	if string(raw) == a.settingsRaw && a.settingsRaw != "" {
+		return a.settingsVal
+	}
+	s, err := decodeSettings(raw)
+	if err != nil {
+		a.log.Error("cannot read replicated settings; keeping the previous ones", "error", err)
+		if a.settingsRaw == "" {
+			return DefaultSettings()
+		}
+		return a.settingsVal
+	}
+	a.settingsRaw, a.settingsVal = string(raw), s
+	return s
+}
+
+// ctlDone waits until the controller has released the VIP and stopped.
+func (a *Agent) ctlDone() {
+	if a.ctl == nil {
+		return
+	}
+	<-a.ctl.stopped
 }
 
 // Name is this node's name.

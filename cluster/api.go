@@ -35,6 +35,7 @@ func (a *Agent) handler(remote bool) http.Handler {
 	mux.HandleFunc("POST /v1/remove", a.handleRemove)
 	mux.HandleFunc("POST /v1/internal/apply", a.handleApply)
 	mux.HandleFunc("POST /v1/internal/voter", a.handleVoter)
+	a.routesOps(mux)
 	if !remote {
 		return mux
 	}
@@ -66,7 +67,14 @@ func (a *Agent) self() SelfReport {
 	var term, applied uint64
 	fmt.Sscan(st["term"], &term)
 	fmt.Sscan(st["applied_index"], &applied)
-	return SelfReport{Name: a.Name(), Role: a.cfg.Node.Role, Raft: a.RaftState(), Leader: a.Leader(), Term: term, AppliedIndex: applied}
+	healthy, why := true, ""
+	if a.cfg.Node.Role != fsm.RoleGPU {
+		healthy, why = false, "a witness does not serve"
+	} else if a.cfg.Health != nil {
+		healthy, why = a.cfg.Health.Healthy()
+	}
+	return SelfReport{Name: a.Name(), Role: a.cfg.Node.Role, Raft: a.RaftState(), Leader: a.Leader(), Term: term, AppliedIndex: applied,
+		HoldsVIP: a.ctl.holdsVIP(), Healthy: healthy, HealthReason: why}
 }
 
 func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
@@ -300,6 +308,11 @@ var errorCodes = []struct {
 	{ErrBadRequest, "bad_request", http.StatusBadRequest},
 	{ErrNoLeader, "no_leader", http.StatusServiceUnavailable},
 	{ErrNotLeader, "not_leader", http.StatusServiceUnavailable},
+	{ErrMaintenance, "maintenance", http.StatusConflict},
+	{ErrAlreadyActive, "already_active", http.StatusConflict},
+	{ErrNotGPU, "not_gpu", http.StatusBadRequest},
+	{ErrUnhealthy, "unhealthy", http.StatusConflict},
+	{ErrUnreachable, "unreachable", http.StatusServiceUnavailable},
 	{pki.ErrNoCAKey, "no_ca_key", http.StatusServiceUnavailable},
 }
 

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/newbieha/newbieha/fsm"
 )
 
 // Client talks to the local agent over its unix socket. The CLI uses it.
@@ -71,4 +73,37 @@ func (c *Client) CreateToken(ctx context.Context, ttl time.Duration) (TokenRespo
 // Remove removes a member from the cluster.
 func (c *Client) Remove(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodPost, "/v1/remove", RemoveRequest{Name: name}, nil)
+}
+
+// Failover asks for a planned handover of the active role.
+func (c *Client) Failover(ctx context.Context, req FailoverRequest) (FailoverResponse, error) {
+	var r FailoverResponse
+	err := c.do(ctx, http.MethodPost, "/v1/failover", req, &r)
+	return r, err
+}
+
+// Maintenance turns maintenance mode on or off.
+func (c *Client) Maintenance(ctx context.Context, on bool, reason string) error {
+	return c.do(ctx, http.MethodPost, "/v1/maintenance", MaintenanceRequest{On: on, Reason: reason}, nil)
+}
+
+// History returns the transitions of the active role, oldest first.
+func (c *Client) History(ctx context.Context) ([]fsm.Transition, error) {
+	var h []fsm.Transition
+	err := c.do(ctx, http.MethodGet, "/v1/history", nil, &h)
+	return h, err
+}
+
+// ConfigShow returns the live cluster settings.
+func (c *Client) ConfigShow(ctx context.Context) (ConfigResponse, error) {
+	var r ConfigResponse
+	err := c.do(ctx, http.MethodGet, "/v1/config", nil, &r)
+	return r, err
+}
+
+// ConfigApply validates and commits a cluster settings document (YAML).
+func (c *Client) ConfigApply(ctx context.Context, doc []byte) (ConfigResponse, error) {
+	var r ConfigResponse
+	err := c.do(ctx, http.MethodPost, "/v1/config", ConfigRequest{YAML: string(doc)}, &r)
+	return r, err
 }

@@ -61,14 +61,17 @@ func DefaultRaftTimings() RaftTimings {
 // NodeConfig is one agent's own settings: who it is and where it listens.
 // Cluster-wide settings live in the replicated state instead.
 type NodeConfig struct {
-	Name      string      `yaml:"name"`
-	Role      fsm.Role    `yaml:"role"`
-	Advertise string      `yaml:"advertise"`
-	Bind      string      `yaml:"bind,omitempty"`
-	Ports     Ports       `yaml:"ports"`
-	Join      []string    `yaml:"join,omitempty"`
-	Raft      RaftTimings `yaml:"raft"`
-	LogLevel  string      `yaml:"log_level,omitempty"`
+	Name      string   `yaml:"name"`
+	Role      fsm.Role `yaml:"role"`
+	Advertise string   `yaml:"advertise"`
+	Bind      string   `yaml:"bind,omitempty"`
+	Ports     Ports    `yaml:"ports"`
+	Join      []string `yaml:"join,omitempty"`
+	// VIPInterface is where this node puts the VIP; empty means the
+	// interface that holds the advertised address (cmd fills it in).
+	VIPInterface string      `yaml:"vip_interface,omitempty"`
+	Raft         RaftTimings `yaml:"raft"`
+	LogLevel     string      `yaml:"log_level,omitempty"`
 }
 
 // DefaultNodeConfig returns a config with every default filled in.

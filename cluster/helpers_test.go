@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 
 	"github.com/newbieha/newbieha/fsm"
 )
@@ -78,10 +79,14 @@ type testCluster struct {
 	clock *testClock
 	nodes map[string]*testNode
 	token string
+	// wire, when set, gives every agent a fake VIP on it.
+	wire     *fakeWire
+	settings []byte
+	health   map[string]*fakeHealth
 }
 
 func newTestCluster(t *testing.T) *testCluster {
-	c := &testCluster{t: t, clock: &testClock{}, nodes: map[string]*testNode{}}
+	c := &testCluster{t: t, clock: &testClock{}, nodes: map[string]*testNode{}, health: map[string]*fakeHealth{}}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			if n.agent != nil {
@@ -96,7 +101,7 @@ func newTestCluster(t *testing.T) *testCluster {
 func (c *testCluster) init(name, ip string) *testNode {
 	c.t.Helper()
 	n := &testNode{name: name, role: fsm.RoleGPU, ip: ip, dataDir: c.t.TempDir(), ports: freePorts(c.t, ip)}
-	res, err := Init(context.Background(), InitOptions{DataDir: n.dataDir, Name: name, Advertise: ip, Ports: n.ports, Raft: testTimings(), Logger: testLogger(c.t, "init-"+name)})
+	res, err := Init(context.Background(), InitOptions{DataDir: n.dataDir, Name: name, Advertise: ip, Ports: n.ports, Raft: testTimings(), ClusterConfig: c.settings, Logger: testLogger(c.t, "init-"+name)})
 	if err != nil {
 		c.t.Fatalf("init %s: %v", name, err)
 	}
@@ -142,7 +147,15 @@ func (c *testCluster) start(name string) *Agent {
 	if err != nil {
 		c.t.Fatalf("load config of %s: %v", name, err)
 	}
-	a, err := Start(Config{DataDir: n.dataDir, Node: cfg, Logger: testLogger(c.t, name), Now: c.clock.Now, AdmitRetry: 100 * time.Millisecond, PeerTimeout: time.Second})
+	acfg := Config{DataDir: n.dataDir, Node: cfg, Logger: testLogger(c.t, name), Now: c.clock.Now, AdmitRetry: 100 * time.Millisecond, PeerTimeout: time.Second}
+	if c.wire != nil {
+		acfg.NewVIP = c.wire.factory(name)
+		acfg.Node.VIPInterface = "fake0"
+	}
+	if h := c.health[name]; h != nil {
+		acfg.Health = h
+	}
+	a, err := Start(acfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
 	}
@@ -216,3 +229,5 @@ func healthyStatus(s Status, want ...string) error {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+type raftServerAddress = raft.ServerAddress

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -30,7 +31,10 @@ type InitOptions struct {
 	Ports     Ports       // zero means defaults
 	Raft      RaftTimings // zero means defaults
 	TokenTTL  time.Duration
-	Logger    hclog.Logger
+	// ClusterConfig is a cluster settings document (YAML) to store at
+	// bootstrap; empty means defaults (no VIP).
+	ClusterConfig []byte
+	Logger        hclog.Logger
 }
 
 // InitResult is what init prints.
@@ -58,6 +62,14 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	}
 	cfg.Join = []string{cfg.APIAddr()}
 	if err := cfg.Validate(); err != nil {
+		return InitResult{}, err
+	}
+	settings, err := ParseSettings(opts.ClusterConfig)
+	if err != nil {
+		return InitResult{}, fmt.Errorf("cluster config: %w", err)
+	}
+	settingsJSON, err := json.Marshal(settings)
+	if err != nil {
 		return InitResult{}, err
 	}
 	ttl := opts.TokenTTL
@@ -115,6 +127,7 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	cmds := []fsm.Command{
 		fsm.UpsertMember{Member: fsm.Member{Name: cfg.Name, Role: cfg.Role, RaftAddr: cfg.RaftAddr(), APIAddr: cfg.APIAddr(), GossipAddr: cfg.GossipAddr(), JoinedAt: now}},
 		fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: now.Add(ttl)}},
+		fsm.SetSettings{Settings: settingsJSON},
 	}
 	for _, c := range cmds {
 		data, err := fsm.Encode(c)

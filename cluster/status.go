@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -52,7 +53,8 @@ func (a *Agent) Status(ctx context.Context) Status {
 			ms.Address = ap.Addr().String()
 		}
 		if name == a.Name() {
-			ms.Raft, ms.SeesLeader = a.RaftState(), a.Leader()
+			self := a.self()
+			ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason
 			add(ms)
 			continue
 		}
@@ -67,13 +69,26 @@ func (a *Agent) Status(ctx context.Context) Status {
 			cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
 			defer cancel()
 			if err := a.peerCall(cctx, ms.APIAddr, http.MethodGet, "/v1/self", nil, &self, false); err == nil && self.Name == name {
-				ms.Raft, ms.SeesLeader = self.Raft, self.Leader
+				ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason
 			}
 			add(ms)
 		}()
 	}
 	wg.Wait()
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
+	out.VIP.Address = a.settings().VIP.Address
+	var holders []string
+	for _, m := range out.Members {
+		if m.HoldsVIP {
+			holders = append(holders, m.Name)
+		}
+	}
+	if len(holders) > 0 {
+		out.VIP.Holder = holders[0]
+	}
+	if len(holders) > 1 {
+		out.VIP.Conflict = "held by " + strings.Join(holders, " and ")
+	}
 	return out
 }
 

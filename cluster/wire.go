@@ -57,6 +57,9 @@ type SelfReport struct {
 	Leader       string   `json:"leader"`
 	Term         uint64   `json:"term"`
 	AppliedIndex uint64   `json:"applied_index"`
+	HoldsVIP     bool     `json:"holds_vip"`
+	Healthy      bool     `json:"healthy"`
+	HealthReason string   `json:"health_reason,omitempty"`
 }
 
 // Status is the cluster as seen from one member.
@@ -65,7 +68,17 @@ type Status struct {
 	Leader      string         `json:"leader"`
 	Active      fsm.Assignment `json:"active"`
 	Maintenance bool           `json:"maintenance"`
+	VIP         VIPStatus      `json:"vip"`
 	Members     []MemberStatus `json:"members"`
+}
+
+// VIPStatus says who holds the VIP, by the members' own reports.
+type VIPStatus struct {
+	Address string `json:"address"`
+	// Holder is the member that reports holding the VIP, "" if none.
+	Holder string `json:"holder"`
+	// Conflict is set when more than one member reports holding it.
+	Conflict string `json:"conflict,omitempty"`
 }
 
 // MemberStatus is one member's line in Status.
@@ -79,8 +92,13 @@ type MemberStatus struct {
 	Voter    bool     `json:"voter"`
 	// SeesLeader is who this member itself believes leads ("" if unknown
 	// or unreachable).
-	SeesLeader string    `json:"sees_leader"`
-	JoinedAt   time.Time `json:"joined_at"`
+	SeesLeader string `json:"sees_leader"`
+	// HoldsVIP is the member's own report that the VIP is on its host.
+	HoldsVIP bool `json:"holds_vip"`
+	// Healthy is the member's own verdict on its service.
+	Healthy      bool      `json:"healthy"`
+	HealthReason string    `json:"health_reason,omitempty"`
+	JoinedAt     time.Time `json:"joined_at"`
 }
 
 // Raft states as Status reports them.

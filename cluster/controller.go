@@ -1,0 +1,398 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// VIP is what the agent needs from the virtual IP actuator (package vip's
+// Manager satisfies it). notAfter is the last instant the caller's quorum
+// confirmation allows touching the address.
+type VIP interface {
+	Claim(ctx context.Context, notAfter time.Time) error
+	Renew(ctx context.Context, notAfter time.Time) error
+	Announce(ctx context.Context) error
+	Release() error
+	Held() (bool, time.Duration, error)
+	Close() error
+}
+
+// VIPSpec is what a VIP is built from: the replicated settings plus this
+// node's interface.
+type VIPSpec struct {
+	Prefix       netip.Prefix
+	Iface        string
+	Lifetime     time.Duration
+	GARPRepeat   int
+	GARPInterval time.Duration
+	Refresh      time.Duration
+}
+
+// VIPFactory builds a VIP; the agent calls it again when the VIP settings
+// change.
+type VIPFactory func(VIPSpec) (VIP, error)
+
+// HealthReporter says whether this node's own service is healthy.
+type HealthReporter interface {
+	// Healthy returns the verdict and, when unhealthy, why.
+	Healthy() (bool, string)
+}
+
+// controller makes this host match the replicated state: on the leader it
+// names the active node and hands leadership from a witness to a GPU node;
+// on every node it holds the VIP only under the one rule (docs/timings.md):
+// leader, confirmed by a quorum within the last ConfirmMaxAge, named active,
+// a GPU node.
+type controller struct {
+	a *Agent
+
+	mu          sync.Mutex
+	vip         VIP
+	vipSpec     VIPSpec
+	holding     bool   // we claimed and have not released
+	heldEpoch   uint64 // the epoch we last claimed or announced for
+	leaderSince time.Time
+	wasLeader   bool
+	caughtUp    bool      // a barrier succeeded since this node became leader
+	transferBy  time.Time // leader duties paused until then (planned failover)
+	lastXfer    time.Time // last leadership transfer attempt from a witness
+	lastErr     string
+
+	wake    chan struct{}
+	stopped chan struct{} // closed when run returns
+}
+
+func newController(a *Agent) *controller {
+	return &controller{a: a, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+}
+
+// poke asks the loop to run a step soon.
+func (c *controller) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run loops until ctx ends, then releases the VIP.
+func (c *controller) run(ctx context.Context) {
+	defer close(c.stopped)
+	obsCh := make(chan raft.Observation, 8)
+	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	c.a.node.raft.RegisterObserver(obs)
+	defer c.a.node.raft.DeregisterObserver(obs)
+
+	for {
+		changed := c.a.node.fsm.Changed()
+		next := c.step(ctx)
+		select {
+		case <-ctx.Done():
+			c.releaseVIP("agent stopping")
+			c.mu.Lock()
+			if c.vip != nil {
+				_ = c.vip.Close()
+				c.vip = nil
+			}
+			c.mu.Unlock()
+			return
+		case <-obsCh:
+		case <-changed:
+		case <-c.wake:
+		case <-time.After(next):
+		}
+	}
+}
+
+// step is one reconciliation; it returns when the next one is due.
+func (c *controller) step(ctx context.Context) time.Duration {
+	a := c.a
+	st := a.node.fsm.State()
+	settings := a.settings()
+	next := time.Duration(settings.Timings.VIPRenewInterval)
+	leader := a.node.raft.State() == raft.Leader
+
+	c.mu.Lock()
+	if leader && !c.wasLeader {
+		c.leaderSince = time.Now()
+		c.caughtUp = false
+	}
+	c.wasLeader = leader
+	caughtUp := c.caughtUp
+	c.mu.Unlock()
+
+	if leader && !caughtUp {
+		// A new leader's FSM may still lag the log: apply everything
+		// committed before acting on the state (as Consul's leader loop
+		// does), or it could undo a change it has not seen yet.
+		if err := a.node.raft.Barrier(a.cfg.ApplyTimeout).Error(); err != nil {
+			c.setErr(fmt.Errorf("leader barrier: %w", err))
+			return next
+		}
+		c.mu.Lock()
+		c.caughtUp = true
+		c.mu.Unlock()
+		st = a.node.fsm.State()
+	}
+	if leader {
+		c.leaderDuties(ctx, st)
+		st = a.node.fsm.State()
+	}
+	if err := c.ensureVIP(settings); err != nil {
+		c.setErr(err)
+		return next
+	}
+	switch {
+	case !leader:
+		c.releaseVIP("not the leader")
+	case a.cfg.Node.Role != fsm.RoleGPU:
+		c.releaseVIP("a witness never serves")
+	case st.Active.Node != a.Name():
+		c.releaseVIP("not the active node")
+	default:
+		if wait := c.holdVIP(ctx, st, settings); wait > 0 && wait < next {
+			next = wait
+		}
+	}
+	return next
+}
+
+// leaderDuties runs on the leader only.
+func (c *controller) leaderDuties(ctx context.Context, st fsm.State) {
+	a := c.a
+	c.mu.Lock()
+	paused := time.Now().Before(c.transferBy)
+	c.mu.Unlock()
+	if paused {
+		return
+	}
+	if a.cfg.Node.Role == fsm.RoleWitness {
+		c.handToGPU(st)
+		return
+	}
+	if st.Maintenance || st.Active.Node == a.Name() {
+		return
+	}
+	reason := "leader-lost"
+	if st.Active.Node == "" {
+		reason = "startup"
+	}
+	if _, ok := st.Members[a.Name()]; !ok {
+		return // our member record is not applied yet
+	}
+	cmd := fsm.SetActive{Node: a.Name(), Epoch: st.Active.Epoch + 1, Time: a.cfg.Now().UTC(), Reason: reason}
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		c.setErr(err)
+		return
+	}
+	if err := a.applyLocal(data); err != nil {
+		c.setErr(fmt.Errorf("name self active: %w", err))
+		return
+	}
+	a.log.Info("named active", "node", cmd.Node, "epoch", cmd.Epoch, "reason", reason, "previous", st.Active.Node)
+}
+
+// handToGPU transfers leadership from a witness to a GPU voter that
+// answers: the active node if it is healthy, else a healthy one, else any
+// that answers.
+func (c *controller) handToGPU(st fsm.State) {
+	a := c.a
+	c.mu.Lock()
+	if time.Since(c.lastXfer) < time.Second {
+		c.mu.Unlock()
+		return
+	}
+	c.lastXfer = time.Now()
+	c.mu.Unlock()
+	cf := a.node.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	var candidates []raft.Server
+	for _, s := range cf.Configuration().Servers {
+		m, ok := st.Members[string(s.ID)]
+		if !ok || m.Role != fsm.RoleGPU || s.Suffrage != raft.Voter {
+			continue
+		}
+		if string(s.ID) == st.Active.Node {
+			candidates = append([]raft.Server{s}, candidates...)
+		} else {
+			candidates = append(candidates, s)
+		}
+	}
+	var pick *raft.Server
+	healthy := false
+	for i, s := range candidates {
+		var self SelfReport
+		ctx, cancel := context.WithTimeout(a.ctx, a.cfg.PeerTimeout/2)
+		err := a.peerCall(ctx, st.Members[string(s.ID)].APIAddr, "GET", "/v1/self", nil, &self, false)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if pick == nil || (self.Healthy && !healthy) {
+			pick, healthy = &candidates[i], self.Healthy
+		}
+		if healthy {
+			break
+		}
+	}
+	if pick == nil {
+		c.setErr(errors.New("witness leads and no GPU voter answers to take leadership"))
+		return
+	}
+	a.log.Info("witness hands leadership to a GPU node", "to", pick.ID, "healthy", healthy)
+	if err := a.node.raft.LeadershipTransferToServer(pick.ID, pick.Address).Error(); err != nil {
+		c.setErr(fmt.Errorf("hand leadership to %s: %w", pick.ID, err))
+	}
+}
+
+// holdVIP confirms leadership with a quorum and then claims or renews. It
+// returns how long to wait before a claim may be made, or 0.
+func (c *controller) holdVIP(ctx context.Context, st fsm.State, s Settings) time.Duration {
+	c.mu.Lock()
+	v, holding, since, heldEpoch := c.vip, c.holding, c.leaderSince, c.heldEpoch
+	c.mu.Unlock()
+	if v == nil {
+		return 0
+	}
+	start := time.Now()
+	if err := c.a.node.raft.VerifyLeader().Error(); err != nil {
+		c.releaseVIP("leadership not confirmed: " + err.Error())
+		return 0
+	}
+	notAfter := start.Add(time.Duration(s.Timings.ConfirmMaxAge))
+	if !holding {
+		wait := s.Timings.TakeoverWait()
+		if !st.Active.Handover && time.Since(since) < wait {
+			// The previous holder may still have a lease it renewed just
+			// before we won: wait it out (docs/timings.md).
+			return wait - time.Since(since)
+		}
+		if err := v.Claim(ctx, notAfter); err != nil {
+			c.setErr(fmt.Errorf("claim vip: %w", err))
+			return 0
+		}
+		c.mu.Lock()
+		c.holding, c.heldEpoch = true, st.Active.Epoch
+		c.mu.Unlock()
+		c.a.log.Info("claimed VIP", "vip", c.vipSpec.Prefix.String(), "epoch", st.Active.Epoch, "handover", st.Active.Handover, "leader_for", time.Since(since).Round(time.Millisecond))
+		return 0
+	}
+	if err := v.Renew(ctx, notAfter); err != nil {
+		c.setErr(fmt.Errorf("renew vip: %w", err))
+		return 0
+	}
+	if heldEpoch != st.Active.Epoch {
+		// A new epoch with the same holder: announce again, so caches
+		// left stale by a healed partition are corrected.
+		if err := v.Announce(ctx); err != nil {
+			c.setErr(fmt.Errorf("announce vip: %w", err))
+		}
+		c.mu.Lock()
+		c.heldEpoch = st.Active.Epoch
+		c.mu.Unlock()
+	}
+	return 0
+}
+
+// releaseVIP removes the VIP if this agent holds it (or might).
+func (c *controller) releaseVIP(why string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.vip == nil {
+		return
+	}
+	held, _, _ := c.vip.Held()
+	if !c.holding && !held {
+		return
+	}
+	if err := c.vip.Release(); err != nil {
+		c.lastErr = fmt.Sprintf("release vip: %v", err)
+		c.a.log.Error("release VIP failed", "error", err)
+		return
+	}
+	c.holding = false
+	c.a.log.Info("released VIP", "reason", why)
+}
+
+// ensureVIP (re)builds the VIP actuator when the settings change.
+func (c *controller) ensureVIP(s Settings) error {
+	a := c.a
+	if a.cfg.NewVIP == nil || a.cfg.Node.Role != fsm.RoleGPU {
+		return nil
+	}
+	p, ok := s.VIPPrefix()
+	spec := VIPSpec{Prefix: p, Iface: a.cfg.Node.VIPInterface, Lifetime: time.Duration(s.Timings.VIPLifetime),
+		GARPRepeat: s.VIP.GARPRepeat, GARPInterval: time.Duration(s.VIP.GARPInterval), Refresh: time.Duration(s.VIP.GARPRefresh)}
+	c.mu.Lock()
+	same := c.vip != nil && c.vipSpec == spec
+	c.mu.Unlock()
+	if same || (!ok && c.vip == nil) {
+		return nil
+	}
+	c.releaseVIP("vip settings changed")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.vip != nil {
+		_ = c.vip.Close()
+		c.vip = nil
+	}
+	if !ok {
+		return nil
+	}
+	v, err := a.cfg.NewVIP(spec)
+	if err != nil {
+		return fmt.Errorf("vip %s on %s: %w", spec.Prefix, spec.Iface, err)
+	}
+	c.vip, c.vipSpec, c.holding = v, spec, false
+	return nil
+}
+
+func (c *controller) setErr(err error) {
+	c.mu.Lock()
+	msg := err.Error()
+	repeat := msg == c.lastErr
+	c.lastErr = msg
+	c.mu.Unlock()
+	if !repeat {
+		c.a.log.Warn("controller", "error", msg)
+	}
+}
+
+// holdsVIP reports whether the VIP is on this host now.
+func (c *controller) holdsVIP() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.vip == nil {
+		return false
+	}
+	held, _, err := c.vip.Held()
+	return err == nil && held
+}
+
+// pauseLeaderDuties stops the leader from re-taking the active role while
+// a planned failover hands it over.
+func (c *controller) pauseLeaderDuties(d time.Duration) {
+	c.mu.Lock()
+	c.transferBy = time.Now().Add(d)
+	c.mu.Unlock()
+}
+
+func (c *controller) resumeLeaderDuties() {
+	c.mu.Lock()
+	c.transferBy = time.Time{}
+	c.mu.Unlock()
+	c.poke()
+}

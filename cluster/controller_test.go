@@ -1,0 +1,222 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/newbieha/newbieha/fsm"
+)
+
+const testVIPSettings = "vip:\n  address: 10.99.0.100/24\n"
+
+// newVIPCluster starts node1, node2 and a witness with fake VIPs on one
+// fake wire and waits until node1 holds the VIP.
+func newVIPCluster(t *testing.T) *testCluster {
+	c := newTestCluster(t)
+	c.wire = newFakeWire(t)
+	c.settings = []byte(testVIPSettings)
+	c.health["node1"], c.health["node2"] = &fakeHealth{}, &fakeHealth{}
+	c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", fsm.RoleGPU, "node1")
+	c.join("witness", "127.0.0.3", fsm.RoleWitness, "node1")
+	ctx := context.Background()
+	waitFor(t, 20*time.Second, "three voters", func() error {
+		return healthyStatus(c.nodes["node1"].agent.Status(ctx), "node1", "node2", "witness")
+	})
+	c.waitHolder("node1")
+	return c
+}
+
+// waitHolder waits until exactly want holds the VIP on the wire and in
+// status.
+func (c *testCluster) waitHolder(want string) {
+	c.t.Helper()
+	waitFor(c.t, 20*time.Second, want+" to hold the VIP", func() error {
+		if h := c.wire.holders(); len(h) != 1 || h[0] != want {
+			return fmt.Errorf("holders %v", h)
+		}
+		for _, n := range c.nodes {
+			if n.agent == nil {
+				continue
+			}
+			if got := n.agent.FSM().State().Active.Node; got != want {
+				return fmt.Errorf("%s: active %q", n.name, got)
+			}
+		}
+		return nil
+	})
+}
+
+func (c *testCluster) client(name string) *Client { return NewLocalClient(c.nodes[name].dataDir) }
+
+func TestController_StartupFailoverAndBack(t *testing.T) {
+	c := newVIPCluster(t)
+	ctx := context.Background()
+	if a := c.nodes["node1"].agent.FSM().State().Active; a.Reason != "startup" || a.Epoch != 1 || a.Handover {
+		t.Fatalf("first assignment %+v, want startup epoch 1 without handover", a)
+	}
+	st := c.nodes["witness"].agent.Status(ctx)
+	if st.VIP.Address != "10.99.0.100/24" || st.VIP.Holder != "node1" || st.VIP.Conflict != "" {
+		t.Fatalf("status vip = %+v", st.VIP)
+	}
+
+	// Planned failover, asked on the witness (forwarded to the leader).
+	begin := time.Now()
+	resp, err := c.client("witness").Failover(ctx, FailoverRequest{To: "node2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.From != "node1" || resp.To != "node2" || resp.Epoch != 2 {
+		t.Fatalf("failover response %+v", resp)
+	}
+	c.waitHolder("node2")
+	claim := c.wire.lastClaim()
+	wait := DefaultSettings().Timings.TakeoverWait()
+	if claim.node != "node2" || claim.at.Sub(begin) >= wait {
+		t.Fatalf("handover claim %+v took %v; a planned handover must not wait the lease (%v)", claim, claim.at.Sub(begin), wait)
+	}
+	if a := c.nodes["node2"].agent.FSM().State().Active; !a.Handover || a.Reason != "manual:failover" {
+		t.Fatalf("assignment after failover %+v", a)
+	}
+
+	// And back, asked on node2 itself.
+	if _, err := c.client("node2").Failover(ctx, FailoverRequest{To: "node1"}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitHolder("node1")
+
+	// History: same on every node, epochs strictly increasing, reasons.
+	var first []fsm.Transition
+	for _, n := range []string{"node1", "node2", "witness"} {
+		var h []fsm.Transition
+		waitFor(t, 10*time.Second, "history on "+n, func() error {
+			var err error
+			h, err = c.client(n).History(ctx)
+			if err != nil {
+				return err
+			}
+			if len(h) != 3 {
+				return fmt.Errorf("%d entries", len(h))
+			}
+			return nil
+		})
+		if first == nil {
+			first = h
+		} else if !reflect.DeepEqual(first, h) {
+			t.Fatalf("history differs on %s:\n%+v\n%+v", n, first, h)
+		}
+	}
+	wantReasons := []string{"startup", "manual:failover", "manual:failover"}
+	for i, tr := range first {
+		if tr.Epoch != uint64(i+1) || tr.Reason != wantReasons[i] || tr.Index == 0 {
+			t.Errorf("history[%d] = %+v", i, tr)
+		}
+	}
+}
+
+func TestController_CrashedHolderIsWaitedOut(t *testing.T) {
+	c := newVIPCluster(t)
+	// node1 dies without running any code: its lease runs out by itself.
+	c.wire.crash("node1")
+	c.stop("node1")
+	c.waitHolder("node2")
+	claim := c.wire.lastClaim()
+	since := c.nodes["node2"].agent.ctl.leaderSince
+	wait := DefaultSettings().Timings.TakeoverWait()
+	if claim.at.Sub(since) < wait {
+		t.Fatalf("node2 claimed %v after becoming leader; it must wait %v for node1's lease", claim.at.Sub(since), wait)
+	}
+	if a := c.nodes["node2"].agent.FSM().State().Active; a.Reason != "leader-lost" || a.Handover {
+		t.Fatalf("assignment %+v, want leader-lost", a)
+	}
+	// (fakeWire fails the test had two nodes held the VIP at once.)
+}
+
+func TestController_WitnessLeaderHandsToGPUAndNeverHolds(t *testing.T) {
+	c := newVIPCluster(t)
+	l := c.leader()
+	w := c.nodes["witness"]
+	if err := l.agent.node.raft.LeadershipTransferToServer("witness", raftAddr(w)).Error(); err != nil {
+		t.Fatalf("make witness leader: %v", err)
+	}
+	waitFor(t, 20*time.Second, "leadership back on a GPU node", func() error {
+		n := c.leader()
+		if n == nil || n.role != fsm.RoleGPU {
+			return errors.New("no GPU leader yet")
+		}
+		return nil
+	})
+	c.waitHolder(c.leader().name)
+	for _, cl := range c.wire.claims {
+		if cl.node == "witness" {
+			t.Fatal("the witness claimed the VIP")
+		}
+	}
+	if w.agent.ctl.holdsVIP() {
+		t.Fatal("witness holds the VIP")
+	}
+}
+
+func TestController_MaintenanceFreezesAndFailoverErrors(t *testing.T) {
+	c := newVIPCluster(t)
+	ctx := context.Background()
+	cl := c.client("node2")
+
+	cases := []struct {
+		req  FailoverRequest
+		want error
+	}{
+		{FailoverRequest{To: "node9"}, ErrUnknownMember},
+		{FailoverRequest{To: "witness"}, ErrNotGPU},
+		{FailoverRequest{To: "node1"}, ErrAlreadyActive},
+	}
+	for _, tc := range cases {
+		if _, err := cl.Failover(ctx, tc.req); !errors.Is(err, tc.want) {
+			t.Errorf("failover %+v: err = %v, want %v", tc.req, err, tc.want)
+		}
+	}
+	c.health["node2"].set("http: 500 from /health")
+	if _, err := cl.Failover(ctx, FailoverRequest{To: "node2"}); !errors.Is(err, ErrUnhealthy) {
+		t.Fatalf("failover to unhealthy node2: err = %v", err)
+	}
+	if got := c.wire.holders(); len(got) != 1 || got[0] != "node1" {
+		t.Fatalf("a refused failover moved the VIP: %v", got)
+	}
+
+	if err := cl.Maintenance(ctx, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.health["node2"].set("")
+	if _, err := cl.Failover(ctx, FailoverRequest{To: "node2"}); !errors.Is(err, ErrMaintenance) {
+		t.Fatalf("failover in maintenance: err = %v", err)
+	}
+	// The active node goes away: in maintenance nothing moves on its own.
+	c.stop("node1")
+	waitFor(t, 20*time.Second, "node2 to lead", func() error {
+		if !c.nodes["node2"].agent.IsLeader() {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	deadline := time.Now().Add(DefaultSettings().Timings.TakeoverWait() + time.Second)
+	for time.Now().Before(deadline) {
+		if a := c.nodes["node2"].agent.FSM().State().Active; a.Node != "node1" {
+			t.Fatalf("active moved to %q in maintenance mode", a.Node)
+		}
+		if h := c.wire.holders(); len(h) != 0 {
+			t.Fatalf("VIP held by %v in maintenance with the active node down", h)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Maintenance off: node2 takes over.
+	if err := cl.Maintenance(ctx, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.waitHolder("node2")
+}
+
+func raftAddr(n *testNode) raftServerAddress { return raftServerAddress(n.agent.cfg.Node.RaftAddr()) }

@@ -1,0 +1,222 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// More sentinels for operator calls.
+var (
+	// ErrMaintenance means maintenance mode forbids the change.
+	ErrMaintenance = errors.New("maintenance mode is on")
+	// ErrAlreadyActive means the failover target is already active.
+	ErrAlreadyActive = errors.New("already the active node")
+	// ErrNotGPU means the node is a witness and can never serve.
+	ErrNotGPU = errors.New("a witness cannot be active")
+	// ErrUnhealthy means the failover target's service is not healthy.
+	ErrUnhealthy = errors.New("target is not healthy")
+	// ErrUnreachable means a member did not answer.
+	ErrUnreachable = errors.New("member unreachable")
+)
+
+// FailoverRequest asks for a planned handover of the active role.
+type FailoverRequest struct {
+	To    string `json:"to"`
+	Force bool   `json:"force"` // skip the health check (not reachability)
+}
+
+// FailoverResponse reports a planned handover.
+type FailoverResponse struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Epoch uint64 `json:"epoch"`
+	// ReleasedMs is how long after the request the old holder had dropped
+	// the VIP; TransferredMs when the target became leader.
+	ReleasedMs    float64 `json:"released_ms"`
+	TransferredMs float64 `json:"transferred_ms"`
+}
+
+// MaintenanceRequest turns maintenance mode on or off.
+type MaintenanceRequest struct {
+	On     bool   `json:"on"`
+	Reason string `json:"reason"`
+}
+
+// ConfigRequest carries a settings document (YAML).
+type ConfigRequest struct {
+	YAML string `json:"yaml"`
+}
+
+// ConfigResponse carries the live settings.
+type ConfigResponse struct {
+	YAML     string   `json:"yaml"`
+	Settings Settings `json:"settings"`
+}
+
+func (a *Agent) routesOps(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/failover", a.handleFailover)
+	mux.HandleFunc("POST /v1/maintenance", a.handleMaintenance)
+	mux.HandleFunc("GET /v1/history", a.handleHistory)
+	mux.HandleFunc("GET /v1/config", a.handleConfigShow)
+	mux.HandleFunc("POST /v1/config", a.handleConfigApply)
+}
+
+func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
+	var req FailoverRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	var resp FailoverResponse
+	err := a.onLeaderOut(r, func() (err error) { resp, err = a.failover(r.Context(), req); return err }, "/v1/failover", req, &resp)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// failover hands the active role to req.To (leader only): it checks the
+// target, drops the VIP here, commits the new assignment with the handover
+// flag (so the target claims at once) and transfers leadership.
+func (a *Agent) failover(ctx context.Context, req FailoverRequest) (FailoverResponse, error) {
+	if !a.IsLeader() {
+		return FailoverResponse{}, ErrNotLeader
+	}
+	begin := time.Now()
+	st := a.node.fsm.State()
+	m, ok := st.Members[req.To]
+	switch {
+	case !ok:
+		return FailoverResponse{}, fmt.Errorf("%w: %q", ErrUnknownMember, req.To)
+	case m.Role != fsm.RoleGPU:
+		return FailoverResponse{}, fmt.Errorf("%w: %s", ErrNotGPU, req.To)
+	case st.Maintenance:
+		return FailoverResponse{}, fmt.Errorf("%w: turn it off first (newbieha maintenance off)", ErrMaintenance)
+	case st.Active.Node == req.To:
+		return FailoverResponse{}, fmt.Errorf("%w: %s (epoch %d)", ErrAlreadyActive, req.To, st.Active.Epoch)
+	}
+	var target SelfReport
+	if req.To == a.Name() {
+		target = a.self()
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
+		err := a.peerCall(cctx, m.APIAddr, http.MethodGet, "/v1/self", nil, &target, false)
+		cancel()
+		if err != nil {
+			return FailoverResponse{}, fmt.Errorf("%w: %s: %v", ErrUnreachable, req.To, err)
+		}
+		if target.Raft == RaftUnreachable || target.Leader != a.Name() {
+			return FailoverResponse{}, fmt.Errorf("%w: %s does not follow this leader (sees %q)", ErrUnreachable, req.To, target.Leader)
+		}
+	}
+	if !req.Force && !target.Healthy {
+		return FailoverResponse{}, fmt.Errorf("%w: %s: %s (--force skips this check)", ErrUnhealthy, req.To, target.HealthReason)
+	}
+
+	// From here on the leader must not take the role back by itself.
+	a.ctl.pauseLeaderDuties(2*a.cfg.ApplyTimeout + time.Second)
+	defer a.ctl.resumeLeaderDuties()
+	a.ctl.releaseVIP("planned failover to " + req.To)
+	released := time.Since(begin)
+	a.log.Info("planned failover: VIP dropped", "to", req.To)
+
+	cmd := fsm.SetActive{Node: req.To, Epoch: st.Active.Epoch + 1, Time: a.cfg.Now().UTC(), Reason: "manual:failover", Handover: true}
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return FailoverResponse{}, err
+	}
+	if err := a.applyLocal(data); err != nil {
+		return FailoverResponse{}, fmt.Errorf("record failover: %w", err)
+	}
+	resp := FailoverResponse{From: st.Active.Node, To: req.To, Epoch: cmd.Epoch, ReleasedMs: ms(released)}
+	if req.To == a.Name() {
+		resp.TransferredMs = ms(time.Since(begin))
+		return resp, nil
+	}
+	if err := a.node.raft.LeadershipTransferToServer(raft.ServerID(req.To), raft.ServerAddress(m.RaftAddr)).Error(); err != nil {
+		// The target did not take over: the controller names this node
+		// active again (a new epoch) once duties resume.
+		a.log.Error("planned failover: leadership transfer failed", "to", req.To, "error", err)
+		return resp, fmt.Errorf("transfer leadership to %s: %w (the role returns to %s)", req.To, err, a.Name())
+	}
+	resp.TransferredMs = ms(time.Since(begin))
+	a.log.Info("planned failover: leadership transferred", "to", req.To, "epoch", cmd.Epoch, "ms", resp.TransferredMs)
+	return resp, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (a *Agent) handleMaintenance(w http.ResponseWriter, r *http.Request) {
+	var req MaintenanceRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Reason == "" {
+		req.Reason = "manual:maintenance-off"
+		if req.On {
+			req.Reason = "manual:maintenance-on"
+		}
+	}
+	if err := a.apply(r.Context(), fsm.SetMaintenance{On: req.On, Time: a.cfg.Now().UTC(), Reason: req.Reason}); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *Agent) handleHistory(w http.ResponseWriter, r *http.Request) {
+	h := a.node.fsm.State().History
+	if h == nil {
+		h = []fsm.Transition{}
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+func (a *Agent) handleConfigShow(w http.ResponseWriter, r *http.Request) {
+	s := a.settings()
+	y, err := s.YAML()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ConfigResponse{YAML: string(y), Settings: s})
+}
+
+func (a *Agent) handleConfigApply(w http.ResponseWriter, r *http.Request) {
+	var req ConfigRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	s, err := ParseSettings([]byte(req.YAML))
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: cluster config: %w", ErrBadRequest, err))
+		return
+	}
+	raw, err := json.Marshal(s)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := a.apply(r.Context(), fsm.SetSettings{Settings: raw}); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ConfigResponse{YAML: req.YAML, Settings: s})
+}
+
+// onLeaderOut is onLeader for calls with a response body.
+func (a *Agent) onLeaderOut(r *http.Request, local func() error, path string, body, out any) error {
+	err := local()
+	if !errors.Is(err, ErrNotLeader) || r.Header.Get(forwardedHeader) != "" {
+		return err
+	}
+	return a.toLeader(r.Context(), path, body, out)
+}

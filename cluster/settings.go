@@ -1,0 +1,200 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Settings are the cluster-wide settings, replicated through Raft:
+// `newbieha init --cluster-config FILE` stores the first version and
+// `newbieha config apply FILE` later ones. Per-node things (the VIP's
+// interface) stay in the node config.
+type Settings struct {
+	VIP     VIPSettings     `yaml:"vip" json:"vip"`
+	Service ServiceSettings `yaml:"service" json:"service"`
+	Timings Timings         `yaml:"timings" json:"timings"`
+}
+
+// VIPSettings say which address clients use and how it is announced.
+type VIPSettings struct {
+	// Address is the VIP with its prefix length, e.g. 10.0.0.100/24. Empty
+	// means no VIP: the cluster only names the active node.
+	Address string `yaml:"address" json:"address"`
+	// GARPRepeat is how many gratuitous ARPs a claim sends
+	// (Keepalived: garp_master_repeat).
+	GARPRepeat int `yaml:"garp_repeat" json:"garp_repeat"`
+	// GARPInterval is the pause between them (garp_interval).
+	GARPInterval Duration `yaml:"garp_interval" json:"garp_interval"`
+	// GARPRefresh, when set, re-announces the VIP this often while held
+	// (garp_master_refresh); zero turns it off.
+	GARPRefresh Duration `yaml:"garp_refresh" json:"garp_refresh"`
+}
+
+// ServiceSettings describe the service the active node answers for.
+type ServiceSettings struct {
+	// HealthURL, when set, is probed on each GPU node (its own service) to
+	// decide whether that node is healthy enough to become active.
+	HealthURL string `yaml:"health_url" json:"health_url"`
+}
+
+// Timings of the VIP lease. docs/timings.md gives the argument that they
+// make two holders impossible.
+type Timings struct {
+	// VIPLifetime is the kernel lifetime (valid_lft) the VIP is installed
+	// with; whole seconds, at least 1s.
+	VIPLifetime Duration `yaml:"vip_lifetime" json:"vip_lifetime"`
+	// VIPRenewInterval is how often the holder confirms its leadership with
+	// a quorum and renews the lifetime.
+	VIPRenewInterval Duration `yaml:"vip_renew_interval" json:"vip_renew_interval"`
+	// ConfirmMaxAge is how long after a quorum confirmation began it may
+	// still be used to touch the VIP; a later write is refused (a paused
+	// agent).
+	ConfirmMaxAge Duration `yaml:"confirm_max_age" json:"confirm_max_age"`
+	// ExpirySlack covers the kernel's lateness in removing an expired
+	// address (measured at most 0.2 s).
+	ExpirySlack Duration `yaml:"expiry_slack" json:"expiry_slack"`
+}
+
+// DefaultSettings returns settings with every default filled in.
+func DefaultSettings() Settings {
+	return Settings{
+		VIP: VIPSettings{GARPRepeat: 5, GARPInterval: Duration(200 * time.Millisecond)},
+		Timings: Timings{
+			VIPLifetime:      Duration(time.Second),
+			VIPRenewInterval: Duration(250 * time.Millisecond),
+			ConfirmMaxAge:    Duration(200 * time.Millisecond),
+			ExpirySlack:      Duration(300 * time.Millisecond),
+		},
+	}
+}
+
+// TakeoverWait is how long a new active node waits, after becoming leader,
+// before it claims the VIP when the previous holder did not hand it over:
+// long enough that any lease the previous holder could still have renewed
+// has run out (docs/timings.md).
+func (t Timings) TakeoverWait() time.Duration {
+	return time.Duration(t.VIPLifetime) + time.Duration(t.ConfirmMaxAge) + time.Duration(t.ExpirySlack)
+}
+
+// VIPPrefix parses the VIP address; ok is false when no VIP is set.
+func (s Settings) VIPPrefix() (p netip.Prefix, ok bool) {
+	if s.VIP.Address == "" {
+		return netip.Prefix{}, false
+	}
+	p, err := netip.ParsePrefix(s.VIP.Address)
+	return p, err == nil
+}
+
+// Validate checks every field, and the timings against each other, naming
+// the key and saying why a combination is refused.
+func (s Settings) Validate() error {
+	var errs []error
+	if s.VIP.Address != "" {
+		p, err := netip.ParsePrefix(s.VIP.Address)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("key \"vip.address\": %q is not ADDRESS/PREFIX (e.g. 10.0.0.100/24)", s.VIP.Address))
+		case p.Addr().IsUnspecified() || p.Addr().IsLoopback() || p.Addr().IsMulticast():
+			errs = append(errs, fmt.Errorf("key \"vip.address\": %s cannot be a VIP", p.Addr()))
+		case p.Addr().Is4() && p.Bits() < 8:
+			errs = append(errs, fmt.Errorf("key \"vip.address\": prefix /%d is too short", p.Bits()))
+		}
+	}
+	if s.VIP.GARPRepeat < 1 || s.VIP.GARPRepeat > 100 {
+		errs = append(errs, fmt.Errorf("key \"vip.garp_repeat\": %d must be 1-100", s.VIP.GARPRepeat))
+	}
+	if d := time.Duration(s.VIP.GARPInterval); d < 10*time.Millisecond || d > 10*time.Second {
+		errs = append(errs, fmt.Errorf("key \"vip.garp_interval\": %v must be 10ms-10s", d))
+	}
+	if d := time.Duration(s.VIP.GARPRefresh); d != 0 && d < time.Second {
+		errs = append(errs, fmt.Errorf("key \"vip.garp_refresh\": %v must be 0 (off) or at least 1s", d))
+	}
+	if s.Service.HealthURL != "" {
+		u, err := url.Parse(s.Service.HealthURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("key \"service.health_url\": %q is not an http(s) URL", s.Service.HealthURL))
+		}
+	}
+	if err := s.Timings.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the lease timings against each other.
+func (t Timings) Validate() error {
+	life := time.Duration(t.VIPLifetime)
+	renew := time.Duration(t.VIPRenewInterval)
+	age := time.Duration(t.ConfirmMaxAge)
+	slack := time.Duration(t.ExpirySlack)
+	switch {
+	case life < time.Second || life%time.Second != 0:
+		return fmt.Errorf("key \"timings.vip_lifetime\": %v must be whole seconds, at least 1s (the kernel counts valid_lft in seconds)", life)
+	case life > time.Minute:
+		return fmt.Errorf("key \"timings.vip_lifetime\": %v is over 1m: a crashed holder would keep the VIP that long", life)
+	case age < 10*time.Millisecond:
+		return fmt.Errorf("key \"timings.confirm_max_age\": %v is below 10ms: no quorum round trip fits", age)
+	case renew < 10*time.Millisecond:
+		return fmt.Errorf("key \"timings.vip_renew_interval\": %v is below 10ms", renew)
+	case renew+age >= life:
+		return fmt.Errorf("key \"timings.vip_renew_interval\": %v plus confirm_max_age %v must stay below vip_lifetime %v, or the VIP expires between two renewals", renew, age, life)
+	case slack < 200*time.Millisecond:
+		return fmt.Errorf("key \"timings.expiry_slack\": %v is below 200ms, the kernel's measured lateness in removing an expired address; a new holder could overlap the old", slack)
+	}
+	return nil
+}
+
+// ParseSettings reads a settings document strictly (unknown keys and bad
+// values are errors naming the key) on top of the defaults.
+func ParseSettings(data []byte) (Settings, error) {
+	s := DefaultSettings()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty document means "all defaults".
+	if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
+		return Settings{}, describeYAMLError(data, err)
+	}
+	if err := s.Validate(); err != nil {
+		return Settings{}, err
+	}
+	return s, nil
+}
+
+// YAML renders settings for `config show`.
+func (s Settings) YAML() ([]byte, error) { return yaml.Marshal(s) }
+
+// decodeSettings reads the replicated JSON form; empty means defaults.
+func decodeSettings(raw json.RawMessage) (Settings, error) {
+	s := DefaultSettings()
+	if len(raw) == 0 || string(raw) == "null" {
+		return s, nil
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return Settings{}, fmt.Errorf("replicated settings: %w", err)
+	}
+	return s, nil
+}
+
+// UnmarshalYAML reads a duration such as "250ms".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as \"250ms\"", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot unmarshal `%s` into a duration (want e.g. \"250ms\")", n.Line, n.Value)}}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
