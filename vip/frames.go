@@ -18,8 +18,8 @@ import (
 // system calls, so golden-byte tests run anywhere without root.
 
 // zeroMAC is the all-zero hardware address: the target hardware address of
-// an ARP request (RFC 826 leaves it unset; RFC 5227 section 2.1.1 requires
-// zero in probes).
+// an ARP request (RFC 826 leaves it unset; RFC 5227 sections 2.1.1 and 2.3
+// say it SHOULD be zero in probes and announcements).
 var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 
 // allNodesMAC is the Ethernet multicast address of ff02::1 (RFC 2464
@@ -58,15 +58,16 @@ func buildARP(op arp.Operation, dst, sha net.HardwareAddr, spa netip.Addr, tha n
 
 // garpRequest builds the request form of a gratuitous ARP: a broadcast ARP
 // request with sender IP = target IP = ip and target MAC all zero (RFC 5227
-// section 3 "ARP Announcement", RFC 5944 section 4.6).
+// section 2.3 "Announcing an Address", RFC 5944 section 4.6).
 func garpRequest(mac net.HardwareAddr, ip netip.Addr) ([]byte, error) {
 	return buildARP(arp.OperationRequest, ethernet.Broadcast, mac, ip, zeroMAC, ip)
 }
 
 // garpReply builds the reply form of a gratuitous ARP: an ARP reply, sent to
 // the Ethernet broadcast address, with sender IP = target IP = ip and target
-// MAC = sender MAC. Linux treats a reply as gratuitous only when the target
-// MAC equals the sender MAC (NOTES.md, "Linux: VIP and ARP").
+// MAC = sender MAC (RFC 5944 section 4.6). Linux treats a reply as
+// gratuitous only when the target MAC equals the sender MAC (NOTES.md,
+// "Linux: VIP and ARP").
 func garpReply(mac net.HardwareAddr, ip netip.Addr) ([]byte, error) {
 	return buildARP(arp.OperationReply, ethernet.Broadcast, mac, ip, mac, ip)
 }

@@ -656,3 +656,22 @@ func TestClaim_IPv6UnsolicitedNeighbourAdvertisement(t *testing.T) {
 		t.Fatal("IPv6 VIP still held after Release")
 	}
 }
+
+func TestLease_IPv6KernelRemovesAddressWithoutRenewal(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "a")
+	cfg := labConfig(time.Second)
+	cfg.Addr = labVIP6
+	m := l.node("a").manager(t, cfg)
+	if err := m.Claim(context.Background(), soon()); err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	start := time.Now()
+	waitFor(t, 5*time.Second, func() bool {
+		held, _, err := m.Held()
+		return err == nil && !held
+	}, "the kernel to remove the IPv6 address after its 1s lifetime")
+	if gone := time.Since(start); gone < 950*time.Millisecond || gone > 3*time.Second {
+		t.Fatalf("IPv6 address gone after %v, want about 1s", gone)
+	}
+}

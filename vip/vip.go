@@ -53,9 +53,10 @@ const maxLifetime = time.Duration(math.MaxUint32-1) * time.Second
 // defaults to 5 gratuitous ARPs per transition (keepalived.conf(5)), and
 // MetalLB's layer2 announcer repeats its gratuitous ARP every 1100 ms for 5 s
 // (internal/layer2/announcer.go, spam). 1.1 s is just over Linux's default
-// neighbour locktime (net.ipv4.neigh.*.locktime = 100 jiffies = 1 s), inside
-// which kernels that do not special-case gratuitous ARP ignore a second
-// update, so each repeat lands outside the window of the previous one.
+// neighbour locktime (net.ipv4.neigh.*.locktime = 100 jiffies = 1 s): an ARP
+// packet that a receiver does not recognise as gratuitous may not override
+// an entry updated less than locktime ago (net/ipv4/arp.c, arp_process), so
+// spacing repeats wider than that lets each one take effect even there.
 const (
 	// DefaultGARPRepeat is the number of announcements in a burst.
 	DefaultGARPRepeat = 5
