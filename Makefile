@@ -18,6 +18,7 @@ build:
 	CGO_ENABLED=1 $(GO) build -o $(BIN)/newbieha ./cmd/newbieha
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/newbieha-witness ./cmd/newbieha
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/stub-model ./cmd/stub-model
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/vipwatch ./cmd/vipwatch
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# newbieha demo: three hosts (network namespaces on one bridge) set up with
-# init and join exactly as an operator would, then their status.
+# newbieha demo: node1, node2, witness and a client, each a network namespace
+# on one bridge. The cluster is set up with init and join exactly as an
+# operator would; the stub model server runs on both GPU nodes; the client
+# requests through the VIP every 20 ms while the active agent is killed
+# with SIGKILL, and prints who answered and the outage.
 #   scripts/demo.sh up     build the lab, run the demo, tear it down
 #   KEEP=1 scripts/demo.sh up   leave the lab running (then: scripts/demo.sh down)
 #   scripts/demo.sh down   remove everything the demo created
 set -euo pipefail
 
-BIN=${NEWBIEHA_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin/newbieha}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${NEWBIEHA_BIN:-$ROOT/bin/newbieha}
+STUB=${NEWBIEHA_STUB_BIN:-$ROOT/bin/stub-model}
+WATCH=$ROOT/bin/vipwatch
+VIP=10.78.0.100
 P=nbhademo
 STATE=/tmp/$P
 SUBNET=10.78.0
-HOSTS=(node1 node2 witness)
+HOSTS=(node1 node2 witness client)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 nsx() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
@@ -34,7 +41,9 @@ down() {
 
 up() {
   [ "$(id -u)" = 0 ] || { echo "the demo needs root (network namespaces)"; exit 1; }
-  [ -x "$BIN" ] || { echo "no binary at $BIN: run make build"; exit 1; }
+  for b in "$BIN" "$STUB" "$WATCH"; do
+    [ -x "$b" ] || { echo "no binary at $b: run make build"; exit 1; }
+  done
   down
   mkdir -p "$STATE"
   [ -n "${KEEP:-}" ] || trap down EXIT
@@ -57,8 +66,22 @@ up() {
     i=$((i + 1))
   done
 
-  say "node1: newbieha init"
-  nsx node1 "$BIN" init --name node1 --advertise "$SUBNET.1" --data-dir "$STATE/node1" | tee "$STATE/init.txt"
+  say "The model service (stub) on both GPU nodes, started outside newbieha"
+  for h in node1 node2; do
+    ip netns exec "$P-$h" "$STUB" --listen :8080 --node "$h" >"$STATE/stub-$h.log" 2>&1 &
+    echo $! >"$STATE/stub-$h.pid"
+    disown
+  done
+
+  say "node1: newbieha init --cluster-config (VIP $VIP/24)"
+  cat >"$STATE/cluster.yaml" <<CFG
+vip:
+  address: $VIP/24
+service:
+  health_url: http://127.0.0.1:8080/health
+CFG
+  cat "$STATE/cluster.yaml"
+  nsx node1 "$BIN" init --name node1 --advertise "$SUBNET.1" --data-dir "$STATE/node1" --cluster-config "$STATE/cluster.yaml" | tee "$STATE/init.txt"
   local token
   token=$(grep -o 'nbha1\.[a-z0-9.]*' "$STATE/init.txt" | head -1)
   start node1
@@ -69,18 +92,34 @@ up() {
   nsx witness "$BIN" join "$SUBNET.1" --token "$token" --name witness --role witness --advertise "$SUBNET.3" --data-dir "$STATE/witness"
   start witness
 
-  say "Waiting for three voters"
-  for _ in $(seq 1 100); do
+  say "Waiting for three voters and a VIP holder"
+  for _ in $(seq 1 150); do
     if nsx witness "$BIN" status --data-dir "$STATE/witness" -o json 2>/dev/null | grep -c '"voter": true' | grep -q 3 &&
-       nsx witness "$BIN" status --data-dir "$STATE/witness" 2>/dev/null | grep -q ' leader '; then
+       nsx witness "$BIN" status --data-dir "$STATE/witness" -o json 2>/dev/null | grep -q '"holder": "node'; then
       break
     fi
     sleep 0.2
   done
-  for h in "${HOSTS[@]}"; do
-    say "newbieha status (on $h)"
-    nsx "$h" "$BIN" status --data-dir "$STATE/$h"
-  done
+  say "newbieha status (on witness)"
+  nsx witness "$BIN" status --data-dir "$STATE/witness"
+  local active
+  active=$(nsx witness "$BIN" status --data-dir "$STATE/witness" -o json | sed -n 's/.*"holder": "\([a-z0-9-]*\)".*/\1/p')
+  local other=node1
+  [ "$active" = node1 ] && other=node2
+
+  say "The client requests http://$VIP:8080/health every 20 ms; SIGKILL the agent on $active in 2 s"
+  ip netns exec "$P-client" "$WATCH" --url "http://$VIP:8080/health" --duration 20s --until "$other" --quiet --json "$STATE/client.json" >"$STATE/client.txt" &
+  local wpid=$!
+  sleep 2
+  kill -9 "$(cat "$STATE/$active.pid")"
+  echo "  killed the agent on $active at $(date +%T.%3N)"
+  wait "$wpid" || true
+  say "What the client saw"
+  cat "$STATE/client.txt"
+  say "newbieha status (on $other) and history"
+  nsx "$other" "$BIN" status --data-dir "$STATE/$other"
+  echo
+  nsx "$other" "$BIN" history --data-dir "$STATE/$other"
   if [ -n "${KEEP:-}" ]; then
     say "Left running. Try: ip netns exec $P-node2 $BIN status --data-dir $STATE/node2 ; then: make demo-down"
   fi

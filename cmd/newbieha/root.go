@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,7 +27,8 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newJoinCmd(), newAgentCmd(), newStatusCmd(), newTokenCmd(), newRemoveCmd(), newVersionCmd())
+	root.AddCommand(newInitCmd(), newJoinCmd(), newAgentCmd(), newStatusCmd(), newTokenCmd(), newRemoveCmd(), newVersionCmd(),
+		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newConfigCmd(), newVIPCmd())
 	return root
 }
 
@@ -62,7 +64,7 @@ func printJSON(w io.Writer, v any) error {
 
 func newInitCmd() *cobra.Command {
 	var opts cluster.InitOptions
-	var role, output string
+	var role, output, clusterConfig string
 	cmd := &cobra.Command{
 		Use:   "init --name NAME --advertise IP",
 		Short: "Create a new cluster on this node and print the join command for the others",
@@ -72,6 +74,16 @@ func newInitCmd() *cobra.Command {
 				return err
 			}
 			opts.Role = fsm.Role(role)
+			if clusterConfig != "" {
+				b, err := os.ReadFile(clusterConfig)
+				if err != nil {
+					return fmt.Errorf("--cluster-config: %w", err)
+				}
+				if _, err := cluster.ParseSettings(b); err != nil {
+					return fmt.Errorf("--cluster-config %s: %w", clusterConfig, err)
+				}
+				opts.ClusterConfig = b
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
 			res, err := cluster.Init(ctx, opts)
@@ -91,6 +103,7 @@ func newInitCmd() *cobra.Command {
 	cmd.Flags().StringVar(&opts.Bind, "bind", "", "the IP address to listen on (default: --advertise)")
 	cmd.Flags().StringVar(&role, "role", "gpu", "this node's role: gpu or witness")
 	cmd.Flags().DurationVar(&opts.TokenTTL, "token-ttl", cluster.DefaultTokenTTL, "validity of the first join token")
+	cmd.Flags().StringVar(&clusterConfig, "cluster-config", "", "cluster settings file (YAML: vip, service, timings) to store at bootstrap")
 	dataDirFlag(cmd, &opts.DataDir)
 	portFlags(cmd, &opts.Ports)
 	outputFlag(cmd, &output)
@@ -148,7 +161,23 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			logger := hclog.New(&hclog.LoggerOptions{Name: nc.Name, Level: hclog.LevelFromString(nc.LogLevel), Output: cmd.ErrOrStderr()})
-			a, err := cluster.Start(cluster.Config{DataDir: dataDir, Node: nc, Logger: logger})
+			// Before anything else: whatever VIP this node held before
+			// goes, so a restarted agent never serves on a stale lease.
+			if a, ok, err := releaseCachedVIP(dataDir); err != nil {
+				return err
+			} else if ok {
+				logger.Info("removed any VIP left from before", "vip", a.String())
+			}
+			cfg := cluster.Config{DataDir: dataDir, Node: nc, Logger: logger}
+			if nc.Role == fsm.RoleGPU {
+				if cfg.Node.VIPInterface == "" {
+					if cfg.Node.VIPInterface, err = ifaceOf(nc.Advertise); err != nil {
+						return err
+					}
+				}
+				cfg.NewVIP = vipFactory(dataDir, logger)
+			}
+			a, err := cluster.Start(cfg)
 			if err != nil {
 				return err
 			}
@@ -156,7 +185,11 @@ func newAgentCmd() *cobra.Command {
 			defer stop()
 			<-ctx.Done()
 			logger.Info("signal received, stopping")
-			return a.Close()
+			err = a.Close()
+			if _, _, rerr := releaseCachedVIP(dataDir); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return err
 		},
 	}
 	dataDirFlag(cmd, &dataDir)
@@ -207,14 +240,29 @@ func printStatus(w io.Writer, st cluster.Status) error {
 	if st.Maintenance {
 		m = "ON"
 	}
-	fmt.Fprintf(tw, "maintenance:\t%s\n\n", m)
-	fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tRAFT\tVOTER")
-	for _, mb := range st.Members {
-		voter := "no"
-		if mb.Voter {
-			voter = "yes"
+	fmt.Fprintf(tw, "maintenance:\t%s\n", m)
+	if st.VIP.Address != "" {
+		fmt.Fprintf(tw, "vip:\t%s held by %s\n", st.VIP.Address, dash(st.VIP.Holder))
+	}
+	if st.VIP.Conflict != "" {
+		fmt.Fprintf(tw, "VIP CONFLICT:\t%s\n", st.VIP.Conflict)
+	}
+	fmt.Fprintln(tw)
+	yes := func(b bool) string {
+		if b {
+			return "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft, voter)
+		return "no"
+	}
+	fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tRAFT\tVOTER\tVIP\tHEALTHY")
+	for _, mb := range st.Members {
+		health := yes(mb.Healthy)
+		if mb.Raft == cluster.RaftUnreachable {
+			health = "?"
+		} else if mb.HealthReason != "" {
+			health += " (" + mb.HealthReason + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft, yes(mb.Voter), yes(mb.HoldsVIP), health)
 	}
 	return tw.Flush()
 }

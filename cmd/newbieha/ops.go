@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/newbieha/newbieha/cluster"
+	"github.com/newbieha/newbieha/fsm"
+)
+
+func newFailoverCmd() *cobra.Command {
+	var dataDir string
+	var to string
+	var wait time.Duration
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "failover --to NODE",
+		Short: "Hand the active role (and the VIP) to another GPU node, and measure the switch",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if to == "" {
+				return fmt.Errorf("--to: the node to hand over to is required")
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
+			defer cancel()
+			c := cluster.NewLocalClient(dataDir)
+			begin := time.Now()
+			resp, err := c.Failover(ctx, cluster.FailoverRequest{To: to, Force: force})
+			if err != nil {
+				return fmt.Errorf("failover to %s: %w", to, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s dropped the VIP after %.0f ms; leadership moved to %s after %.0f ms (epoch %d)\n",
+				resp.From, resp.ReleasedMs, resp.To, resp.TransferredMs, resp.Epoch)
+			// The switch is done when the target reports holding the VIP
+			// (or, with no VIP configured, leads as the active node).
+			for {
+				st, err := c.Status(ctx)
+				if err == nil && switched(st, to) {
+					fmt.Fprintf(cmd.OutOrStdout(), "switched to %s in %.0f ms\n", to, float64(time.Since(begin).Microseconds())/1000)
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("failover to %s: recorded, but %s did not report the VIP within --wait %v", to, to, wait)
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		},
+	}
+	dataDirFlag(cmd, &dataDir)
+	cmd.Flags().StringVar(&to, "to", "", "the GPU node to make active (required)")
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the switch to complete")
+	cmd.Flags().BoolVar(&force, "force", false, "skip the target's health check (it must still be reachable)")
+	return cmd
+}
+
+func switched(st cluster.Status, to string) bool {
+	if st.Active.Node != to || st.Leader != to {
+		return false
+	}
+	if st.VIP.Address == "" {
+		return true
+	}
+	return st.VIP.Holder == to && st.VIP.Conflict == ""
+}
+
+func newMaintenanceCmd() *cobra.Command {
+	var dataDir, reason string
+	cmd := &cobra.Command{
+		Use:       "maintenance on|off",
+		Short:     "Turn maintenance mode on (nothing moves on its own) or off",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"on", "off"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var on bool
+			switch args[0] {
+			case "on":
+				on = true
+			case "off":
+			default:
+				return fmt.Errorf("maintenance %q: want on or off", args[0])
+			}
+			if err := cluster.NewLocalClient(dataDir).Maintenance(cmd.Context(), on, reason); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "maintenance %s\n", args[0])
+			return nil
+		},
+	}
+	dataDirFlag(cmd, &dataDir)
+	cmd.Flags().StringVar(&reason, "reason", "", "why (kept in the log)")
+	return cmd
+}
+
+func newHistoryCmd() *cobra.Command {
+	var dataDir, output string
+	cmd := &cobra.Command{
+		Use:   "history",
+		Short: "List every change of the active node (epoch, from, to, reason, time)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			h, err := cluster.NewLocalClient(dataDir).History(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), h)
+			}
+			return printHistory(cmd.OutOrStdout(), h)
+		},
+	}
+	dataDirFlag(cmd, &dataDir)
+	outputFlag(cmd, &output)
+	return cmd
+}
+
+func printHistory(w io.Writer, h []fsm.Transition) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EPOCH\tTIME\tFROM\tTO\tREASON\tINDEX")
+	for _, t := range h {
+		from, to := t.From, t.To
+		if from == "" {
+			from = "-"
+		}
+		if to == "" {
+			to = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", t.Epoch, t.Time.Format(time.RFC3339Nano), from, to, t.Reason, t.Index)
+	}
+	return tw.Flush()
+}
+
+func newConfigCmd() *cobra.Command {
+	cfg := &cobra.Command{Use: "config", Short: "Show or change the replicated cluster settings"}
+	var dataDir string
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print the live cluster settings (YAML)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := cluster.NewLocalClient(dataDir).ConfigShow(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(cmd.OutOrStdout(), r.YAML)
+			return nil
+		},
+	}
+	dataDirFlag(show, &dataDir)
+	var applyDir string
+	apply := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Validate a cluster settings file and commit it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			if _, err := cluster.ParseSettings(b); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			if _, err := cluster.NewLocalClient(applyDir).ConfigApply(cmd.Context(), b); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "applied %s\n", args[0])
+			return nil
+		},
+	}
+	dataDirFlag(apply, &applyDir)
+	cfg.AddCommand(show, apply)
+	return cfg
+}
+
+func newVIPCmd() *cobra.Command {
+	v := &cobra.Command{Use: "vip", Short: "Act on this host's VIP directly"}
+	var dataDir string
+	release := &cobra.Command{
+		Use:   "release",
+		Short: "Remove the VIP from this host, without the agent (for systemd ExecStopPost)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, ok, err := releaseCachedVIP(dataDir)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				fmt.Fprintln(cmd.OutOrStdout(), "no VIP known on this node")
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "released %s\n", a)
+			return nil
+		},
+	}
+	dataDirFlag(release, &dataDir)
+	v.AddCommand(release)
+	return v
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/newbieha/newbieha/cluster"
+	"github.com/newbieha/newbieha/cluster/pki"
+	"github.com/newbieha/newbieha/vip"
+)
+
+// vipCacheFile remembers, in the data dir, which VIP this node may have put
+// on which interface, so `newbieha vip release` and the next agent start
+// can remove it without the cluster (systemd ExecStopPost).
+const vipCacheFile = "vip.json"
+
+type vipCache struct {
+	Addr  string `json:"addr"`
+	Iface string `json:"iface"`
+}
+
+func readVIPCache(dataDir string) (vip.Assignment, bool, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, vipCacheFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return vip.Assignment{}, false, nil
+	}
+	if err != nil {
+		return vip.Assignment{}, false, fmt.Errorf("read vip cache: %w", err)
+	}
+	var c vipCache
+	if err := json.Unmarshal(b, &c); err != nil {
+		return vip.Assignment{}, false, fmt.Errorf("vip cache %s: %w", filepath.Join(dataDir, vipCacheFile), err)
+	}
+	p, err := netip.ParsePrefix(c.Addr)
+	if err != nil {
+		return vip.Assignment{}, false, fmt.Errorf("vip cache %s: addr %q: %w", filepath.Join(dataDir, vipCacheFile), c.Addr, err)
+	}
+	return vip.Assignment{Addr: p, Iface: c.Iface}, true, nil
+}
+
+// releaseCachedVIP removes the VIP this node last knew about, if any.
+func releaseCachedVIP(dataDir string) (vip.Assignment, bool, error) {
+	a, ok, err := readVIPCache(dataDir)
+	if err != nil || !ok {
+		return a, ok, err
+	}
+	if err := vip.ReleaseAddr(a); err != nil {
+		return a, true, fmt.Errorf("release %s: %w", a, err)
+	}
+	return a, true, nil
+}
+
+// vipFactory builds real VIP managers and records each in the cache first.
+func vipFactory(dataDir string, logger hclog.Logger) cluster.VIPFactory {
+	return func(s cluster.VIPSpec) (cluster.VIP, error) {
+		b, err := json.Marshal(vipCache{Addr: s.Prefix.String(), Iface: s.Iface})
+		if err != nil {
+			return nil, err
+		}
+		if err := pki.WriteFileAtomic(filepath.Join(dataDir, vipCacheFile), b, 0o600); err != nil {
+			return nil, err
+		}
+		return vip.New(vip.Config{
+			Assignment:   vip.Assignment{Addr: s.Prefix, Iface: s.Iface},
+			Lifetime:     s.Lifetime,
+			GARPRepeat:   s.GARPRepeat,
+			GARPInterval: s.GARPInterval,
+			Refresh:      s.Refresh,
+			Logger:       logger.Named("vip"),
+		})
+	}
+}
+
+// ifaceOf returns the interface that holds ip.
+func ifaceOf(ip string) (string, error) {
+	want, err := netip.ParseAddr(ip)
+	if err != nil {
+		return "", fmt.Errorf("advertise %q: %w", ip, err)
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", fmt.Errorf("list interfaces: %w", err)
+	}
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if got, ok := netip.AddrFromSlice(n.IP); ok && got.Unmap() == want {
+					return ifc.Name, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("no interface holds the advertised address %s: set vip_interface in the node config", ip)
+}
