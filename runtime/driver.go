@@ -51,6 +51,9 @@ const (
 	StatusAbsent = "absent"
 	// StatusExternal: the service is managed by something else (driver none).
 	StatusExternal = "managed externally"
+	// StatusUnavailable: the runtime could not be reached; State.Error
+	// says why. Set by the Reconciler, not by drivers.
+	StatusUnavailable = "runtime unavailable"
 )
 
 // State is what a driver observed of the service container.

@@ -70,7 +70,9 @@ type Status struct {
 	Want Want `json:"want"`
 	// Active is the last value given to Update.
 	Active bool `json:"active"`
-	// State is the last observed state of the container.
+	// State is the last observed state of the container. While the
+	// runtime is unreachable its Status is StatusUnavailable and its Error
+	// the reason; after another failure, Error holds the failure.
 	State State `json:"state"`
 	// Err is the error of the last attempt, nil if it succeeded.
 	Err error `json:"-"`
@@ -215,6 +217,13 @@ func (r *Reconciler) Run(ctx context.Context) error {
 
 // record stores the outcome of one attempt and logs what changed.
 func (r *Reconciler) record(want Want, active bool, st State, err error, failures int) {
+	if errors.Is(err, ErrUnavailable) {
+		// Nothing is known about the container; say so rather than
+		// keep a stale picture.
+		st = State{Status: StatusUnavailable, Error: err.Error()}
+	} else if err != nil && st.Error == "" {
+		st.Error = err.Error()
+	}
 	r.mu.Lock()
 	prev := r.status
 	r.status = Status{Want: want, Active: active, State: st, Err: err, Failures: failures, At: time.Now()}

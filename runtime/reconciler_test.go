@@ -212,6 +212,9 @@ func TestReconciler_RetriesWithBackoffAndRecovers(t *testing.T) {
 	if !errors.Is(st.Err, ErrUnavailable) {
 		t.Fatalf("status error %v, want ErrUnavailable", st.Err)
 	}
+	if st.State.Status != StatusUnavailable || !strings.HasPrefix(st.State.Error, "runtime unavailable: ") {
+		t.Fatalf("state while unavailable: %+v", st.State)
+	}
 	rec.setFail(nil)
 	waitFor(t, 5*time.Second, "recovery", func() bool { s := r.Status(); return s.Err == nil && s.State.Running })
 	if f := r.Status().Failures; f != 0 {
