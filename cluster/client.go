@@ -107,3 +107,8 @@ func (c *Client) ConfigApply(ctx context.Context, doc []byte) (ConfigResponse, e
 	err := c.do(ctx, http.MethodPost, "/v1/config", ConfigRequest{YAML: string(doc)}, &r)
 	return r, err
 }
+
+// TransferLeader asks the leader to hand Raft leadership to a member.
+func (c *Client) TransferLeader(ctx context.Context, to string) error {
+	return c.do(ctx, http.MethodPost, "/v1/raft/transfer-leader", TransferLeaderRequest{To: to}, nil)
+}

@@ -67,6 +67,44 @@ func (a *Agent) routesOps(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/history", a.handleHistory)
 	mux.HandleFunc("GET /v1/config", a.handleConfigShow)
 	mux.HandleFunc("POST /v1/config", a.handleConfigApply)
+	mux.HandleFunc("POST /v1/raft/transfer-leader", a.handleTransferLeader)
+}
+
+// TransferLeaderRequest asks the leader to hand Raft leadership to a member
+// (an operator and drill tool, like `consul operator raft transfer-leader`).
+// It does not change the active node by itself: the controller of the new
+// leader does what its role requires.
+type TransferLeaderRequest struct {
+	To string `json:"to"`
+}
+
+func (a *Agent) handleTransferLeader(w http.ResponseWriter, r *http.Request) {
+	var req TransferLeaderRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	err := a.onLeader(r, func() error {
+		if !a.IsLeader() {
+			return ErrNotLeader
+		}
+		m, ok := a.node.fsm.Member(req.To)
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrUnknownMember, req.To)
+		}
+		if req.To == a.Name() {
+			return nil
+		}
+		if err := a.node.raft.LeadershipTransferToServer(raft.ServerID(req.To), raft.ServerAddress(m.RaftAddr)).Error(); err != nil {
+			return fmt.Errorf("transfer leadership to %s: %w", req.To, err)
+		}
+		a.log.Info("leadership transferred on request", "to", req.To)
+		return nil
+	}, "/v1/raft/transfer-leader", req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
 }
 
 func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {

@@ -71,7 +71,7 @@ func DefaultSettings() Settings {
 			VIPLifetime:      Duration(time.Second),
 			VIPRenewInterval: Duration(250 * time.Millisecond),
 			ConfirmMaxAge:    Duration(200 * time.Millisecond),
-			ExpirySlack:      Duration(300 * time.Millisecond),
+			ExpirySlack:      Duration(time.Second),
 		},
 	}
 }

@@ -19,31 +19,35 @@ import (
 	"time"
 )
 
-// binPath is the newbieha binary under test: $NEWBIEHA_BIN, or one built
-// by TestMain.
-var binPath string
+// The binaries under test: from the environment (make sets them), or
+// built by TestMain.
+var binPath, stubPath, watchPath string
 
 func TestMain(m *testing.M) {
-	binPath = os.Getenv("NEWBIEHA_BIN")
-	var tmp string
-	if binPath == "" {
-		var err error
-		tmp, err = os.MkdirTemp("", "newbieha-bin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+	tmp, err := os.MkdirTemp("", "newbieha-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, b := range []struct {
+		p        *string
+		env, pkg string
+	}{
+		{&binPath, "NEWBIEHA_BIN", "../cmd/newbieha"},
+		{&stubPath, "NEWBIEHA_STUB_BIN", "../cmd/stub-model"},
+		{&watchPath, "NEWBIEHA_VIPWATCH_BIN", "../cmd/vipwatch"},
+	} {
+		if *b.p = os.Getenv(b.env); *b.p != "" {
+			continue
 		}
-		binPath = filepath.Join(tmp, "newbieha")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/newbieha").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build newbieha: %v\n%s", err, out)
+		*b.p = filepath.Join(tmp, filepath.Base(b.pkg))
+		if out, err := exec.Command("go", "build", "-o", *b.p, b.pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
 			os.Exit(1)
 		}
 	}
 	code := m.Run()
-	if tmp != "" {
-		os.RemoveAll(tmp)
-	}
+	os.RemoveAll(tmp)
 	os.Exit(code)
 }
 
@@ -69,6 +73,7 @@ type lab struct {
 	hosts  map[string]*host
 	mu     sync.Mutex
 	procs  []*exec.Cmd
+	waits  []chan struct{}
 }
 
 // host is one namespace of the lab.
@@ -155,21 +160,32 @@ func (l *lab) mustCLI(h *host, args ...string) string {
 // startAgent runs `newbieha agent` in the host's namespace, logging to a file.
 func (l *lab) startAgent(h *host) {
 	l.t.Helper()
-	f, err := os.OpenFile(h.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	h.agent = l.startProc(h, h.logPath, binPath, "agent", "--data-dir", h.dataDir)
+}
+
+// startProc runs a program in the host's namespace, output appended to
+// logPath; the lab kills it at cleanup.
+func (l *lab) startProc(h *host, logPath, bin string, args ...string) *exec.Cmd {
+	l.t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", h.ns, binPath, "agent", "--data-dir", h.dataDir)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		l.t.Fatalf("start agent %s: %v", h.name, err)
+		l.t.Fatalf("start %s on %s: %v", bin, h.name, err)
 	}
-	h.agent = cmd
 	l.mu.Lock()
 	l.procs = append(l.procs, cmd)
 	l.mu.Unlock()
-	go func() { _ = cmd.Wait(); f.Close() }()
+	done := make(chan struct{})
+	l.mu.Lock()
+	l.waits = append(l.waits, done)
+	l.mu.Unlock()
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
+	return cmd
 }
 
 // kill sends sig to the host's agent and waits until it is gone.
@@ -194,7 +210,17 @@ func (l *lab) cleanup() {
 	l.mu.Unlock()
 	for _, p := range procs {
 		if p.Process != nil {
+			_ = p.Process.Signal(syscall.SIGCONT) // a paused one too
 			_ = p.Process.Kill()
+		}
+	}
+	l.mu.Lock()
+	waits := l.waits
+	l.mu.Unlock()
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-time.After(10 * time.Second):
 		}
 	}
 	for _, h := range l.hosts {

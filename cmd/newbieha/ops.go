@@ -205,3 +205,27 @@ func newVIPCmd() *cobra.Command {
 	v.AddCommand(release)
 	return v
 }
+
+func newRaftCmd() *cobra.Command {
+	r := &cobra.Command{Use: "raft", Short: "Raft operator tools"}
+	var dataDir, to string
+	transfer := &cobra.Command{
+		Use:   "transfer-leader --to NODE",
+		Short: "Hand Raft leadership to a member (a witness hands it on to a GPU node at once)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if to == "" {
+				return fmt.Errorf("--to: the member to hand leadership to is required")
+			}
+			if err := cluster.NewLocalClient(dataDir).TransferLeader(cmd.Context(), to); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "leadership handed to %s\n", to)
+			return nil
+		},
+	}
+	dataDirFlag(transfer, &dataDir)
+	transfer.Flags().StringVar(&to, "to", "", "the member to hand leadership to (required)")
+	r.AddCommand(transfer)
+	return r
+}

@@ -15,8 +15,10 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -30,6 +32,9 @@ func main() {
 	settle := flag.Int("settle", 10, "consecutive answers from --until that end the run")
 	jsonOut := flag.String("json", "", "also write the report as JSON to this file")
 	quiet := flag.Bool("quiet", false, "print only the summary")
+	arpIface := flag.String("arp-iface", "", "also probe by ARP, on this interface, who answers for --arp-ip")
+	arpIP := flag.String("arp-ip", "", "the VIP to probe for by ARP")
+	arpInterval := flag.Duration("arp-interval", 50*time.Millisecond, "time between ARP probes (each waits this long for answers)")
 	flag.Parse()
 	if *url == "" {
 		fmt.Fprintln(os.Stderr, "vipwatch: --url is required")
@@ -40,8 +45,29 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, *duration)
 	defer cancel()
 
+	var arpRep ARPReport
+	var arpMu sync.Mutex
+	var arpWG sync.WaitGroup
+	arpCtx, arpStop := context.WithCancel(ctx)
+	if *arpIface != "" {
+		ip, err := netip.ParseAddr(*arpIP)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vipwatch: --arp-ip:", err)
+			os.Exit(2)
+		}
+		arpWG.Add(1)
+		go func() {
+			defer arpWG.Done()
+			watchARP(arpCtx, *arpIface, ip, *arpInterval, &arpRep, &arpMu)
+		}()
+	}
 	w := &watcher{client: &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}, url: *url}
 	rep := w.run(ctx, *interval, *until, *settle, *quiet)
+	arpStop()
+	arpWG.Wait()
+	if *arpIface != "" {
+		rep.ARP = &arpRep
+	}
 	fmt.Println(rep.summary())
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
@@ -85,12 +111,17 @@ type Report struct {
 	MaxGapMs float64 `json:"max_gap_ms"`
 	First    string  `json:"first"`
 	Last     string  `json:"last"`
+	// ARP is set when ARP probing was asked for.
+	ARP *ARPReport `json:"arp,omitempty"`
 }
 
 func (r Report) summary() string {
 	s := fmt.Sprintf("requests=%d failed=%d by_node=%v max_gap_ms=%.0f", r.Requests, r.Failed, r.ByNode, r.MaxGapMs)
 	for _, sw := range r.Switches {
 		s += fmt.Sprintf("\nswitch %s -> %s: outage %.0f ms, %d failed requests", dash(sw.From), sw.To, sw.OutageMs, sw.Failed)
+	}
+	if r.ARP != nil {
+		s += "\n" + r.ARP.summary()
 	}
 	return s
 }

@@ -1,0 +1,382 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// failoverLab is node1, node2, a witness and a client on one bridge, the
+// stub model server on both GPU nodes, a cluster with a VIP, node1 active.
+type failoverLab struct {
+	*lab
+	n1, n2, w, client *host
+	vip               string // address without prefix
+}
+
+func newFailoverLab(t *testing.T) *failoverLab {
+	l := newLab(t, "10.77.0")
+	f := &failoverLab{lab: l, vip: "10.77.0.100"}
+	f.n1, f.n2, f.w, f.client = l.addHost("node1", 1), l.addHost("node2", 2), l.addHost("witness", 3), l.addHost("client", 9)
+	for _, h := range []*host{f.n1, f.n2} {
+		l.startProc(h, h.dataDir+".stub.log", stubPath, "--listen", ":8080", "--node", h.name)
+	}
+	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(cfg, []byte("vip:\n  address: "+f.vip+"/24\nservice:\n  health_url: http://127.0.0.1:8080/health\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := l.mustCLI(f.n1, "init", "--name", "node1", "--advertise", f.n1.ip, "--data-dir", f.n1.dataDir, "--cluster-config", cfg, "--output", "json")
+	var res struct{ Token string }
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	l.startAgent(f.n1)
+	l.mustCLI(f.n2, "join", f.n1.ip, "--token", res.Token, "--name", "node2", "--role", "gpu", "--advertise", f.n2.ip, "--data-dir", f.n2.dataDir)
+	l.startAgent(f.n2)
+	l.mustCLI(f.w, "join", f.n1.ip, "--token", res.Token, "--name", "witness", "--role", "witness", "--advertise", f.w.ip, "--data-dir", f.w.dataDir)
+	l.startAgent(f.w)
+	waitFor(t, 30*time.Second, "three voters and node1 holding the VIP", func() error {
+		s, err := l.status(f.w)
+		if err != nil {
+			return err
+		}
+		if err := healthy(s, "node1", "node2", "witness"); err != nil {
+			return err
+		}
+		if !f.holds(f.n1) || f.holds(f.n2) || f.holds(f.w) {
+			return fmt.Errorf("VIP on node1=%v node2=%v witness=%v", f.holds(f.n1), f.holds(f.n2), f.holds(f.w))
+		}
+		return nil
+	})
+	return f
+}
+
+// holds reports whether the VIP is on the host's interface now.
+func (f *failoverLab) holds(h *host) bool {
+	out, err := exec.Command("ip", "-n", h.ns, "-o", "addr", "show", "dev", h.hostIf).CombinedOutput()
+	return err == nil && strings.Contains(string(out), " "+f.vip+"/")
+}
+
+// watch runs vipwatch in the client namespace (HTTP through the VIP every
+// 20 ms, and ARP probes for the VIP) until it returns; call wait for its
+// report.
+func (f *failoverLab) watch(args ...string) (wait func() watchReport) {
+	t := f.t
+	out := filepath.Join(t.TempDir(), "watch.json")
+	log := out + ".log"
+	args = append([]string{"--url", "http://" + f.vip + ":8080/health", "--quiet", "--json", out,
+		"--arp-iface", f.client.hostIf, "--arp-ip", f.vip}, args...)
+	cmd := f.startProc(f.client, log, watchPath, args...)
+	return func() watchReport {
+		t.Helper()
+		waitFor(t, 90*time.Second, "vipwatch to finish", func() error {
+			if err := cmd.Process.Signal(syscall.Signal(0)); err == nil {
+				return fmt.Errorf("running")
+			}
+			return nil
+		})
+		var r watchReport
+		b, err := os.ReadFile(out)
+		if err != nil {
+			lb, _ := os.ReadFile(log)
+			t.Fatalf("vipwatch report: %v\n%s", err, lb)
+		}
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		lb, _ := os.ReadFile(log)
+		t.Logf("client saw:\n%s", lb)
+		return r
+	}
+}
+
+// watchReport is the part of vipwatch's JSON report the tests read.
+type watchReport struct {
+	Requests int            `json:"requests"`
+	Failed   int            `json:"failed"`
+	ByNode   map[string]int `json:"by_node"`
+	Switches []struct {
+		From     string  `json:"from"`
+		To       string  `json:"to"`
+		OutageMs float64 `json:"outage_ms"`
+		Failed   int     `json:"failed"`
+	} `json:"switches"`
+	First string `json:"first"`
+	Last  string `json:"last"`
+	ARP   *struct {
+		Probes    int                     `json:"probes"`
+		MaxMACs   int                     `json:"max_macs"`
+		Conflicts []string                `json:"conflicts"`
+		MACs      map[string][2]time.Time `json:"macs"`
+	} `json:"arp"`
+}
+
+// checkOneMAC fails the test if two MACs ever answered one ARP probe.
+func checkOneMAC(t *testing.T, r watchReport) {
+	t.Helper()
+	if r.ARP == nil || r.ARP.Probes == 0 {
+		t.Fatal("no ARP probes were made")
+	}
+	if r.ARP.MaxMACs > 1 {
+		t.Fatalf("two MACs answered for the VIP at once: %v", r.ARP.Conflicts)
+	}
+}
+
+// checkHistory compares the history on the given hosts: identical, epochs
+// strictly increasing, and returns it.
+func (f *failoverLab) checkHistory(hosts ...*host) []transition {
+	t := f.t
+	t.Helper()
+	var first []transition
+	for _, h := range hosts {
+		var hist []transition
+		waitFor(t, 15*time.Second, "history on "+h.name, func() error {
+			out, err := f.cli(h, "history", "--data-dir", h.dataDir, "--output", "json")
+			if err != nil {
+				return err
+			}
+			hist = nil
+			if err := json.Unmarshal([]byte(out), &hist); err != nil {
+				return err
+			}
+			if first != nil && !reflect.DeepEqual(first, hist) {
+				return fmt.Errorf("history on %s differs:\n%v\n%v", h.name, first, hist)
+			}
+			return nil
+		})
+		if first == nil {
+			first = hist
+		}
+	}
+	for i := 1; i < len(first); i++ {
+		if first[i].Epoch <= first[i-1].Epoch {
+			t.Fatalf("epochs not strictly increasing: %v", first)
+		}
+	}
+	return first
+}
+
+type transition struct {
+	Epoch  uint64 `json:"epoch"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Reason string `json:"reason"`
+	Index  uint64 `json:"index"`
+}
+
+func lastReason(h []transition) string {
+	if len(h) == 0 {
+		return ""
+	}
+	return h[len(h)-1].To + "/" + h[len(h)-1].Reason
+}
+
+func TestFailover_SIGKILLOfActiveAgent(t *testing.T) {
+	f := newFailoverLab(t)
+	wait := f.watch("--until", "node2", "--duration", "40s")
+	time.Sleep(500 * time.Millisecond) // let the client see node1 first
+	killed := time.Now()
+	f.kill(f.n1, syscall.SIGKILL)
+	// No agent runs on node1 now: the kernel removes the VIP on its own.
+	waitFor(t, 10*time.Second, "the VIP to leave node1 by itself", func() error {
+		if f.holds(f.n1) {
+			return fmt.Errorf("still on node1")
+		}
+		return nil
+	})
+	gone := time.Since(killed)
+	if gone > 3*time.Second {
+		t.Fatalf("VIP stayed %v on node1 after its agent died; lifetime is 1s", gone)
+	}
+	r := wait()
+	if r.First != "node1" || r.Last != "node2" {
+		t.Fatalf("client saw first %q last %q, want node1 then node2", r.First, r.Last)
+	}
+	checkOneMAC(t, r)
+	if h := f.checkHistory(f.n2, f.w); lastReason(h) != "node2/leader-lost" {
+		t.Fatalf("history ends with %s", lastReason(h))
+	}
+}
+
+func TestFailover_HostLoss(t *testing.T) {
+	f := newFailoverLab(t)
+	wait := f.watch("--until", "node2", "--duration", "40s")
+	time.Sleep(500 * time.Millisecond)
+	run(t, "ip", "-n", f.n1.ns, "link", "set", f.n1.hostIf, "down")
+	r := wait()
+	if r.First != "node1" || r.Last != "node2" {
+		t.Fatalf("client saw first %q last %q", r.First, r.Last)
+	}
+	checkOneMAC(t, r)
+	f.checkHistory(f.n2, f.w)
+}
+
+// blackhole cuts IP traffic from h to each peer (both directions are cut
+// by calling it for both sides).
+func (f *failoverLab) blackhole(h *host, peers ...*host) (heal func()) {
+	for _, p := range peers {
+		run(f.t, "ip", "-n", h.ns, "route", "add", "blackhole", p.ip+"/32")
+	}
+	return func() {
+		for _, p := range peers {
+			_ = exec.Command("ip", "-n", h.ns, "route", "del", "blackhole", p.ip+"/32").Run()
+		}
+	}
+}
+
+func TestFailover_PartitionBetweenGPUNodesOnly(t *testing.T) {
+	f := newFailoverLab(t)
+	wait := f.watch("--duration", "6s")
+	heal1 := f.blackhole(f.n1, f.n2)
+	heal2 := f.blackhole(f.n2, f.n1)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if f.holds(f.n2) || !f.holds(f.n1) {
+			t.Fatalf("partition between GPU nodes moved the VIP: node1=%v node2=%v", f.holds(f.n1), f.holds(f.n2))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r := wait()
+	heal1()
+	heal2()
+	if len(r.Switches) != 0 || r.ByNode["node2"] != 0 || r.Failed != 0 {
+		t.Fatalf("client saw a change during a GPU-only partition: %+v", r)
+	}
+	checkOneMAC(t, r)
+}
+
+func TestFailover_ActiveCutOffFromBothPeers(t *testing.T) {
+	f := newFailoverLab(t)
+	wait := f.watch("--until", "node2", "--duration", "40s")
+	time.Sleep(500 * time.Millisecond)
+	heals := []func(){f.blackhole(f.n1, f.n2, f.w), f.blackhole(f.n2, f.n1), f.blackhole(f.w, f.n1)}
+	defer func() {
+		for _, h := range heals {
+			h()
+		}
+	}()
+	waitFor(t, 10*time.Second, "node1 to drop the VIP by itself", func() error {
+		if f.holds(f.n1) {
+			return fmt.Errorf("still on node1")
+		}
+		return nil
+	})
+	r := wait()
+	if r.Last != "node2" {
+		t.Fatalf("client last saw %q", r.Last)
+	}
+	checkOneMAC(t, r)
+	if f.holds(f.n1) {
+		t.Fatal("cut-off node1 holds the VIP again")
+	}
+	f.checkHistory(f.n2, f.w)
+}
+
+func TestFailover_PausedActiveAgentNeverDoubles(t *testing.T) {
+	f := newFailoverLab(t)
+	wait := f.watch("--duration", "16s")
+	time.Sleep(500 * time.Millisecond)
+	if err := f.n1.agent.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	waitFor(t, 10*time.Second, "node2 to hold the VIP while node1 is paused", func() error {
+		if !f.holds(f.n2) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	// The scenario is a 10 s pause: node2 took over meanwhile; sit out the rest.
+	time.Sleep(10*time.Second - time.Since(paused))
+	if err := f.n1.agent.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if f.holds(f.n1) {
+			t.Fatal("the resumed agent put the VIP back on node1")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := wait()
+	checkOneMAC(t, r)
+	if r.Last != "node2" {
+		t.Fatalf("client last saw %q", r.Last)
+	}
+	f.checkHistory(f.n1, f.n2, f.w)
+}
+
+func TestFailover_PlannedAndBack(t *testing.T) {
+	f := newFailoverLab(t)
+	for _, step := range []struct {
+		to  string
+		via *host
+	}{{"node2", f.w}, {"node1", f.n2}} {
+		wait := f.watch("--until", step.to, "--duration", "30s")
+		time.Sleep(300 * time.Millisecond)
+		out := f.mustCLI(step.via, "failover", "--to", step.to, "--data-dir", step.via.dataDir)
+		if !strings.Contains(out, "switched to "+step.to+" in ") {
+			t.Fatalf("failover output: %s", out)
+		}
+		r := wait()
+		checkOneMAC(t, r)
+		t.Logf("failover to %s: %s; client: %d failed requests of %d", step.to, strings.TrimSpace(out), r.Failed, r.Requests)
+		if r.Last != step.to {
+			t.Fatalf("client last saw %q", r.Last)
+		}
+	}
+	h := f.checkHistory(f.n1, f.n2, f.w)
+	if len(h) != 3 || h[1].Reason != "manual:failover" || h[2].Reason != "manual:failover" {
+		t.Fatalf("history %+v", h)
+	}
+	// Clear errors.
+	for _, c := range []struct{ to, want string }{
+		{"node9", "unknown member"}, {"witness", "witness cannot be active"}, {"node1", "already the active node"},
+	} {
+		_, err := f.cli(f.n2, "failover", "--to", c.to, "--data-dir", f.n2.dataDir)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("failover --to %s: %v, want %q", c.to, err, c.want)
+		}
+	}
+	f.mustCLI(f.w, "maintenance", "on", "--data-dir", f.w.dataDir)
+	if _, err := f.cli(f.w, "failover", "--to", "node2", "--data-dir", f.w.dataDir); err == nil || !strings.Contains(err.Error(), "maintenance") {
+		t.Errorf("failover in maintenance: %v", err)
+	}
+}
+
+func TestFailover_WitnessLeaderHandsOverAndNeverHolds(t *testing.T) {
+	f := newFailoverLab(t)
+	f.mustCLI(f.n2, "raft", "transfer-leader", "--to", "witness", "--data-dir", f.n2.dataDir)
+	waitFor(t, 20*time.Second, "a GPU leader holding the VIP again", func() error {
+		s, err := f.status(f.w)
+		if err != nil {
+			return err
+		}
+		if s.Leader != "node1" && s.Leader != "node2" {
+			return fmt.Errorf("leader %q", s.Leader)
+		}
+		if f.holds(f.w) {
+			t.Fatal("the witness holds the VIP")
+		}
+		if !f.holds(f.l(s.Leader)) {
+			return fmt.Errorf("leader %s does not hold the VIP yet", s.Leader)
+		}
+		return nil
+	})
+	log, _ := os.ReadFile(f.w.logPath)
+	if !strings.Contains(string(log), "witness hands leadership to a GPU node") {
+		t.Fatal("the witness never led (transfer did not happen)")
+	}
+	f.checkHistory(f.n1, f.n2, f.w)
+}
+
+func (f *failoverLab) l(name string) *host { return f.hosts[name] }
