@@ -110,8 +110,11 @@ type harness struct {
 
 func startHarness(t *testing.T, checks []CheckConfig, probers map[string]Prober, deps Deps) *harness {
 	t.Helper()
-	clock := newFakeClock(t0)
-	deps.Clock = clock
+	clock, ok := deps.Clock.(*fakeClock)
+	if !ok {
+		clock = newFakeClock(t0)
+		deps.Clock = clock
+	}
 	r, err := newRunner(Config{Checks: checks}, deps, probers)
 	if err != nil {
 		t.Fatal(err)

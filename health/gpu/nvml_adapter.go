@@ -51,11 +51,13 @@ func New(opts Options) *Reader {
 	if opts.LibraryPath != "" {
 		libOpts = append(libOpts, nvml.WithLibraryPath(opts.LibraryPath))
 	}
-	return newReader(nvml.New(libOpts...), opts)
+	return NewWithNVML(nvml.New(libOpts...), opts)
 }
 
-// newReader returns a Reader on lib; tests pass go-nvml's mocks here.
-func newReader(lib nvml.Interface, opts Options) *Reader {
+// NewWithNVML returns a Reader on the given NVML interface: tests and drills
+// pass go-nvml's mocks (pkg/nvml/mock, mock/dgxh200) to fake a GPU's state.
+// Options.LibraryPath is ignored. Only cgo builds for Linux have it.
+func NewWithNVML(lib nvml.Interface, opts Options) *Reader {
 	opts = opts.withDefaults()
 	return &Reader{
 		opts:    opts,
@@ -91,15 +93,18 @@ func (r *Reader) Devices(ctx context.Context) ([]Device, error) {
 	}
 	ch := make(chan result, 1)
 	// The goroutine ends when NVML returns; Close waits for it (bounded).
+	// It clears busy before handing over the result, so the caller's next
+	// read never finds the Reader busy.
 	go func() {
+		var res result
 		defer func() {
 			r.mu.Lock()
 			r.busy = false
 			r.mu.Unlock()
 			close(done)
+			ch <- res
 		}()
-		devs, err := r.read()
-		ch <- result{devs, err}
+		res.devs, res.err = r.read()
 	}()
 	select {
 	case res := <-ch:
