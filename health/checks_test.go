@@ -33,21 +33,11 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // probe runs one sample of the check cc (defaults applied) with its timeout.
 func probe(t *testing.T, cc CheckConfig, deps Deps) Sample {
 	t.Helper()
-	cc = cc.WithDefaults()
-	if err := cc.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if deps.HTTPClient == nil {
-		deps.HTTPClient = NewHTTPClient()
-	}
-	if deps.Clock == nil {
-		deps.Clock = systemClock{}
-	}
-	p, err := builtinProber(cc, deps)
+	p, err := NewProber(cc, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cc.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), cc.WithDefaults().Timeout)
 	defer cancel()
 	return p.Probe(ctx)
 }

@@ -75,7 +75,7 @@ const (
 
 // Config is the health configuration of one agent: its checks.
 type Config struct {
-	Checks []CheckConfig `yaml:"checks"`
+	Checks []CheckConfig `yaml:"checks" json:"checks"`
 }
 
 // CheckConfig is one check. Zero fields take the kind's defaults
@@ -83,68 +83,68 @@ type Config struct {
 // gpu) may be set.
 type CheckConfig struct {
 	// Name is unique among the checks: letters, digits, '.', '_', '-'.
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name"`
 	// Kind is the check type.
-	Kind Kind `yaml:"kind"`
+	Kind Kind `yaml:"kind" json:"kind"`
 	// Interval is the time between the end of one sample and the start of
 	// the next.
-	Interval time.Duration `yaml:"interval"`
+	Interval time.Duration `yaml:"interval" json:"interval"`
 	// Timeout bounds one sample; it must be shorter than Interval.
-	Timeout time.Duration `yaml:"timeout"`
+	Timeout time.Duration `yaml:"timeout" json:"timeout"`
 	// Rise is how many consecutive successes make the check passing.
-	Rise int `yaml:"rise"`
+	Rise int `yaml:"rise" json:"rise"`
 	// Fall is how many consecutive failures make the check failing.
-	Fall int `yaml:"fall"`
+	Fall int `yaml:"fall" json:"fall"`
 	// Required checks decide Healthy; others are informational.
-	Required bool `yaml:"required"`
+	Required bool `yaml:"required" json:"required"`
 
-	HTTP      *HTTPConfig      `yaml:"http,omitempty"`
-	Exec      *ExecConfig      `yaml:"exec,omitempty"`
-	Container *ContainerConfig `yaml:"container,omitempty"`
-	GPU       *GPUConfig       `yaml:"gpu,omitempty"`
+	HTTP      *HTTPConfig      `yaml:"http,omitempty" json:"http,omitempty"`
+	Exec      *ExecConfig      `yaml:"exec,omitempty" json:"exec,omitempty"`
+	Container *ContainerConfig `yaml:"container,omitempty" json:"container,omitempty"`
+	GPU       *GPUConfig       `yaml:"gpu,omitempty" json:"gpu,omitempty"`
 }
 
 // HTTPConfig is the section of the http and http-generate kinds.
 type HTTPConfig struct {
 	// URL is the address to request (http or https).
-	URL string `yaml:"url"`
+	URL string `yaml:"url" json:"url"`
 	// Method defaults to GET for http and POST for http-generate.
-	Method string `yaml:"method,omitempty"`
+	Method string `yaml:"method,omitempty" json:"method"`
 	// Body is the request body; http-generate defaults to
 	// DefaultGeneratePrompt.
-	Body string `yaml:"body,omitempty"`
+	Body string `yaml:"body,omitempty" json:"body"`
 	// ContentType is the request body's type; "application/json" when a
 	// body is sent and nothing is set.
-	ContentType string `yaml:"content_type,omitempty"`
+	ContentType string `yaml:"content_type,omitempty" json:"content_type"`
 	// ExpectStatus is the status code that counts as success (default 200).
-	ExpectStatus int `yaml:"expect_status,omitempty"`
+	ExpectStatus int `yaml:"expect_status,omitempty" json:"expect_status"`
 	// ExpectContentType, if set, must equal the response's media type
 	// (parameters ignored); http-generate defaults to "image/png", and then
 	// the body must also start with the PNG signature.
-	ExpectContentType string `yaml:"expect_content_type,omitempty"`
+	ExpectContentType string `yaml:"expect_content_type,omitempty" json:"expect_content_type"`
 }
 
 // ExecConfig is the section of the exec kind.
 type ExecConfig struct {
 	// Command is the argv: no shell is involved unless it is given, as in
 	// ["sh", "-c", "curl -fsS localhost:8080/health"].
-	Command []string `yaml:"command"`
+	Command []string `yaml:"command" json:"command"`
 	// Env holds extra "KEY=value" entries added to the agent's environment.
-	Env []string `yaml:"env,omitempty"`
+	Env []string `yaml:"env,omitempty" json:"env"`
 	// Dir is the working directory; empty means the agent's.
-	Dir string `yaml:"dir,omitempty"`
+	Dir string `yaml:"dir,omitempty" json:"dir"`
 	// OutputLimit is how many bytes of combined stdout and stderr are kept
 	// (the last ones); default DefaultExecOutput, at most MaxOutput.
-	OutputLimit int `yaml:"output_limit,omitempty"`
+	OutputLimit int `yaml:"output_limit,omitempty" json:"output_limit"`
 }
 
 // ContainerConfig is the section of the container kind. The zero value
 // (or no section) is the strict default.
 type ContainerConfig struct {
 	// IgnoreRestarts keeps a rising restart count from failing a sample.
-	IgnoreRestarts bool `yaml:"ignore_restarts,omitempty"`
+	IgnoreRestarts bool `yaml:"ignore_restarts,omitempty" json:"ignore_restarts"`
 	// IgnoreDockerHealth ignores the image's own HEALTHCHECK status.
-	IgnoreDockerHealth bool `yaml:"ignore_docker_health,omitempty"`
+	IgnoreDockerHealth bool `yaml:"ignore_docker_health,omitempty" json:"ignore_docker_health"`
 }
 
 // GPUConfig holds the thresholds of the gpu kind. For every limit, zero
@@ -152,28 +152,28 @@ type ContainerConfig struct {
 type GPUConfig struct {
 	// ExpectedDevices is the exact device count required; zero means at
 	// least one.
-	ExpectedDevices int `yaml:"expected_devices,omitempty"`
+	ExpectedDevices int `yaml:"expected_devices,omitempty" json:"expected_devices"`
 	// MaxTemperatureC fails a device hotter than this (default
 	// DefaultMaxTemperatureC).
-	MaxTemperatureC int `yaml:"max_temperature_c,omitempty"`
+	MaxTemperatureC int `yaml:"max_temperature_c,omitempty" json:"max_temperature_c"`
 	// MaxECCUncorrected fails a device with more volatile uncorrected ECC
 	// errors than this (default 0: any uncorrected error fails).
-	MaxECCUncorrected int64 `yaml:"max_ecc_uncorrected,omitempty"`
+	MaxECCUncorrected int64 `yaml:"max_ecc_uncorrected,omitempty" json:"max_ecc_uncorrected"`
 	// MaxRetiredPages fails a device with more retired pages than this
 	// (default DefaultMaxRetiredPages).
-	MaxRetiredPages int `yaml:"max_retired_pages,omitempty"`
+	MaxRetiredPages int `yaml:"max_retired_pages,omitempty" json:"max_retired_pages"`
 	// MinFreeMemoryMiB fails a device with less free memory than this
 	// (default off: an inference server holds most memory on purpose).
-	MinFreeMemoryMiB int64 `yaml:"min_free_memory_mib,omitempty"`
+	MinFreeMemoryMiB int64 `yaml:"min_free_memory_mib,omitempty" json:"min_free_memory_mib"`
 	// IgnorePendingRemap keeps a row remap waiting for a GPU reset from
 	// failing the check. A failed remap always fails it.
-	IgnorePendingRemap bool `yaml:"ignore_pending_remap,omitempty"`
+	IgnorePendingRemap bool `yaml:"ignore_pending_remap,omitempty" json:"ignore_pending_remap"`
 	// CriticalXids are the Xid numbers that fail the check; nil means
 	// DefaultCriticalXids.
-	CriticalXids []uint64 `yaml:"critical_xids,omitempty"`
+	CriticalXids []uint64 `yaml:"critical_xids,omitempty" json:"critical_xids"`
 	// XidWindow is how long after a critical Xid the check keeps failing
 	// (default DefaultXidWindow); negative ignores Xid events.
-	XidWindow time.Duration `yaml:"xid_window,omitempty"`
+	XidWindow time.Duration `yaml:"xid_window,omitempty" json:"xid_window"`
 }
 
 // kindDefaults are the defaults of one kind; see docs/health.md for why.

@@ -191,3 +191,19 @@ func TestNew_RejectsMissingDeps(t *testing.T) {
 		t.Fatalf("New with a bad config = %v", err)
 	}
 }
+
+func TestNewProber(t *testing.T) {
+	if _, err := NewProber(CheckConfig{Name: "gpu", Kind: KindGPU}, Deps{}); err == nil || err.Error() != "gpu:gpu: a gpu check needs Deps.GPU" {
+		t.Fatalf("missing dep: %v", err)
+	}
+	if _, err := NewProber(CheckConfig{Name: "x", Kind: KindExec}, Deps{}); err == nil || !strings.Contains(err.Error(), "check.exec.command: must name a program") {
+		t.Fatalf("invalid check: %v", err)
+	}
+	p, err := NewProber(CheckConfig{Name: "x", Kind: KindExec, Exec: &ExecConfig{Command: []string{"true"}}}, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Probe(t.Context()); !s.OK {
+		t.Fatalf("true: %+v", s)
+	}
+}

@@ -121,6 +121,27 @@ func newRunner(cfg Config, deps Deps, probers map[string]Prober) (*Runner, error
 	return r, nil
 }
 
+// NewProber returns the built-in Prober of one check (defaults applied,
+// then validated), for running a check once outside a Runner: a CLI's
+// "check now", cmd/gpu-probe. Deps.Clock and Deps.HTTPClient may be nil.
+func NewProber(cc CheckConfig, deps Deps) (Prober, error) {
+	cc = cc.WithDefaults()
+	if err := cc.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Clock == nil {
+		deps.Clock = systemClock{}
+	}
+	if deps.HTTPClient == nil {
+		deps.HTTPClient = NewHTTPClient()
+	}
+	p, err := builtinProber(cc, deps)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", checkID(cc.Kind, cc.Name), err)
+	}
+	return p, nil
+}
+
 // builtinProber returns the prober of cc's kind.
 func builtinProber(cc CheckConfig, deps Deps) (Prober, error) {
 	switch cc.Kind {
