@@ -8,8 +8,9 @@ FUZZTIME  ?= 10s
 export NEWBIEHA_BIN := $(BIN)/newbieha
 export NEWBIEHA_STUB_BIN := $(BIN)/stub-model
 export NEWBIEHA_STUB_IMAGE := $(STUB_IMAGE)
+export NEWBIEHA_VIPWATCH_BIN := $(BIN)/vipwatch
 
-.PHONY: all build lint test test-unit test-fuzz test-integration fuzz stub-image demo demo-down bench clean
+.PHONY: all build lint test test-unit test-fuzz test-integration fuzz stub-image demo demo-down bench bench-failover clean
 
 all: build
 
@@ -56,3 +57,9 @@ demo-down:
 
 clean:
 	rm -rf $(BIN)
+
+# Client-side outage through the VIP for crash, host loss and planned
+# switchover (min, median, max); BENCHTIME=10x for more runs.
+BENCHTIME ?= 5x
+bench-failover: build
+	$(GO) test -tags integration -run='^$$' -bench='^BenchmarkFailover$$' -benchtime=$(BENCHTIME) -timeout 30m -v ./integration/ | grep -E 'Benchmark|over [0-9]+ runs|^ok|FAIL|---'

@@ -47,13 +47,14 @@ type RaftTimings struct {
 	CommitTimeout      time.Duration `yaml:"commit_timeout"`
 }
 
-// DefaultRaftTimings are tuned for a LAN (measured: about 0.5 s to a new
-// leader on loopback TCP with 200/200/100 ms; these are 2.5x for margin).
+// DefaultRaftTimings are tuned for a LAN (NOTES.md: a new leader about
+// 0.34 s after the old one stops with 200/200/100 ms; these are 1.5x that
+// for margin on a loaded host). docs/timings.md: they bound detection only.
 func DefaultRaftTimings() RaftTimings {
 	return RaftTimings{
-		HeartbeatTimeout:   500 * time.Millisecond,
-		ElectionTimeout:    500 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond,
+		HeartbeatTimeout:   300 * time.Millisecond,
+		ElectionTimeout:    300 * time.Millisecond,
+		LeaderLeaseTimeout: 150 * time.Millisecond,
 		CommitTimeout:      50 * time.Millisecond,
 	}
 }

@@ -231,21 +231,32 @@ func (c *controller) handToGPU(st fsm.State) {
 			candidates = append(candidates, s)
 		}
 	}
+	// Ask every candidate at once, briefly: a dead active node must not
+	// hold up the hand-over by a full peer timeout.
+	reports := make([]*SelfReport, len(candidates))
+	var wg sync.WaitGroup
+	for i, s := range candidates {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var self SelfReport
+			ctx, cancel := context.WithTimeout(a.ctx, 300*time.Millisecond)
+			defer cancel()
+			if a.peerCall(ctx, st.Members[string(s.ID)].APIAddr, "GET", "/v1/self", nil, &self, false) == nil {
+				reports[i] = &self
+			}
+		}()
+	}
+	wg.Wait()
 	var pick *raft.Server
 	healthy := false
-	for i, s := range candidates {
-		var self SelfReport
-		ctx, cancel := context.WithTimeout(a.ctx, a.cfg.PeerTimeout/2)
-		err := a.peerCall(ctx, st.Members[string(s.ID)].APIAddr, "GET", "/v1/self", nil, &self, false)
-		cancel()
-		if err != nil {
+	for i := range candidates {
+		r := reports[i]
+		if r == nil {
 			continue
 		}
-		if pick == nil || (self.Healthy && !healthy) {
-			pick, healthy = &candidates[i], self.Healthy
-		}
-		if healthy {
-			break
+		if pick == nil || (r.Healthy && !healthy) {
+			pick, healthy = &candidates[i], r.Healthy
 		}
 	}
 	if pick == nil {

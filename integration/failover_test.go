@@ -23,7 +23,7 @@ type failoverLab struct {
 	vip               string // address without prefix
 }
 
-func newFailoverLab(t *testing.T) *failoverLab {
+func newFailoverLab(t testing.TB) *failoverLab {
 	l := newLab(t, "10.77.0")
 	f := &failoverLab{lab: l, vip: "10.77.0.100"}
 	f.n1, f.n2, f.w, f.client = l.addHost("node1", 1), l.addHost("node2", 2), l.addHost("witness", 3), l.addHost("client", 9)
@@ -107,8 +107,9 @@ type watchReport struct {
 	Switches []struct {
 		From     string  `json:"from"`
 		To       string  `json:"to"`
-		OutageMs float64 `json:"outage_ms"`
-		Failed   int     `json:"failed"`
+		OutageMs float64   `json:"outage_ms"`
+		Failed   int       `json:"failed"`
+		At       time.Time `json:"at"`
 	} `json:"switches"`
 	First string `json:"first"`
 	Last  string `json:"last"`
@@ -121,7 +122,7 @@ type watchReport struct {
 }
 
 // checkOneMAC fails the test if two MACs ever answered one ARP probe.
-func checkOneMAC(t *testing.T, r watchReport) {
+func checkOneMAC(t testing.TB, r watchReport) {
 	t.Helper()
 	if r.ARP == nil || r.ARP.Probes == 0 {
 		t.Fatal("no ARP probes were made")

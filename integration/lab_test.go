@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 
 // requireRoot skips a test that needs root and iproute2 where they are
 // truly absent; CI and the dev machine have both.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces")
@@ -66,7 +66,7 @@ func requireRoot(t *testing.T) {
 // lab is a set of hosts, each a network namespace with one veth link to a
 // shared bridge namespace, on a private /24 that exists only inside them.
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	id     string
 	bridge string // namespace holding the bridge
 	subnet string // e.g. "10.77.0"
@@ -88,7 +88,7 @@ type host struct {
 	logPath string
 }
 
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -97,7 +97,7 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-func newLab(t *testing.T, subnet string) *lab {
+func newLab(t testing.TB, subnet string) *lab {
 	requireRoot(t)
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
@@ -294,7 +294,7 @@ func healthy(s status, names ...string) error {
 	return nil
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error

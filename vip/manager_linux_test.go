@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -673,5 +674,62 @@ func TestLease_IPv6KernelRemovesAddressWithoutRenewal(t *testing.T) {
 	}, "the kernel to remove the IPv6 address after its 1s lifetime")
 	if gone := time.Since(start); gone < 950*time.Millisecond || gone > 3*time.Second {
 		t.Fatalf("IPv6 address gone after %v, want about 1s", gone)
+	}
+}
+
+func TestProbe_IgnoresAnnouncementsThatAreNotAnswers(t *testing.T) {
+	l := newLab(t, "a", "b", "c")
+	a, b, c := l.node("a"), l.node("b"), l.node("c")
+	ctx := context.Background()
+	holder := a.manager(t, labConfig(30*time.Second))
+	observer := c.manager(t, labConfig(30*time.Second))
+	if err := holder.Claim(ctx, soon()); err != nil {
+		t.Fatalf("Claim: %v", err)
+	}
+	// While the observer probes, b (which does not hold the VIP) sends
+	// gratuitous ARPs for it, as a new holder does a few ms after a
+	// planned handover.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.do(t, func() error {
+			l, err := netlink.LinkByName(labIface)
+			if err != nil {
+				return err
+			}
+			li, err := linkInfoOf(l)
+			if err != nil {
+				return err
+			}
+			conn, err := listen(li, unix.ETH_P_ARP)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			frames, err := announceFrames(li.mac, labVIP.Addr())
+			if err != nil {
+				return err
+			}
+			for {
+				select {
+				case <-stop:
+					return nil
+				case <-time.After(20 * time.Millisecond):
+				}
+				if err := send(conn, frames); err != nil {
+					return err
+				}
+			}
+		})
+	}()
+	macs, err := observer.Probe(ctx, 300*time.Millisecond)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	if len(macs) != 1 || !bytes.Equal(macs[0], a.mac) {
+		t.Fatalf("probe saw %v, want only the holder %s (announcements are not answers)", macs, a.mac)
 	}
 }

@@ -128,15 +128,24 @@ func probeOn(ctx context.Context, c *packet.Conn, li linkInfo, ip netip.Addr, ti
 		if err != nil || bytes.Equal(s.MAC, li.mac) {
 			continue
 		}
+		// Only answers to this probe count: an ARP reply sent to our MAC.
+		// A gratuitous announcement seen meanwhile (a planned handover
+		// announces the new holder a few ms after the old one stopped
+		// answering) says who claimed the address a moment ago, not who
+		// holds it now; counting it made sequential holders look like a
+		// conflict.
+		if s.Kind != KindARPReply || !bytes.Equal(s.TargetMAC, li.mac) {
+			continue
+		}
 		seen.add(s.MAC)
 	}
 }
 
 // Probe sends an RFC 5227 ARP probe for ip (sender IP 0.0.0.0, so nobody
 // learns anything from it) on iface and returns every distinct hardware
-// address, other than iface's own, that claimed ip within timeout: the hosts
-// that answer the probe, and any that send other ARP packets with sender IP
-// ip meanwhile. IPv4 only. It acts in the network namespace of the calling
+// address, other than iface's own, that answered it within timeout: the
+// hosts that hold ip now. Gratuitous announcements seen meanwhile do not
+// count (Watch reports those). IPv4 only. It acts in the network namespace of the calling
 // OS thread and needs CAP_NET_RAW.
 func Probe(ctx context.Context, iface string, ip netip.Addr, timeout time.Duration) ([]net.HardwareAddr, error) {
 	if err := checkProbeArgs(ip, timeout); err != nil {
