@@ -20,6 +20,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/newbieha-witness ./cmd/newbieha
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/stub-model ./cmd/stub-model
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/vipwatch ./cmd/vipwatch
+	CGO_ENABLED=1 $(GO) build -o $(BIN)/gpu-probe ./cmd/gpu-probe
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -37,6 +38,8 @@ test: lint stub-image test-unit test-fuzz test-integration
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+	# the witness build: no cgo, no NVML
+	CGO_ENABLED=0 $(GO) test -count=1 ./health/... ./cmd/gpu-probe
 
 # A short fuzz run on every test; `make fuzz FUZZTIME=60s` for the long one.
 test-fuzz fuzz:
