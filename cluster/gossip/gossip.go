@@ -1,0 +1,568 @@
+package gossip
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+)
+
+var (
+	// ErrClosed is returned by calls on a Gossip after Close.
+	ErrClosed = errors.New("gossip closed")
+	// ErrStateTooLarge is returned by SetLocalState for a blob over
+	// MaxStateSize.
+	ErrStateTooLarge = errors.New("gossip state too large")
+	// ErrKeyMismatch is matched (errors.Is) by a Join error when the
+	// other side's messages did not decrypt with this node's key: the
+	// nodes hold different gossip keys.
+	ErrKeyMismatch = errors.New("the nodes do not share this gossip key")
+)
+
+// broadcastMax is the largest encoded state message sent through
+// memberlist's UDP broadcast queue. A gossip packet holds
+// UDPBufferSize (1400 in the LAN config) minus the compound header (2),
+// the encryption overhead (29) and per-message framing; 1200 leaves room for
+// memberlist's own alive/suspect messages in the same packet. Larger states
+// go to every peer directly over TCP (SendReliable).
+const broadcastMax = 1200
+
+// Member is one node as this node sees it.
+type Member struct {
+	// Name is the node's name.
+	Name string
+	// Addr is the node's gossip address, "ip:port"; empty if the node is
+	// known only through its state (relayed by others, never seen alive).
+	Addr string
+	// Alive is true while memberlist counts the node as a member (alive,
+	// or suspect and not yet declared dead). False means dead, left, or
+	// never seen: memberlist v0.7.0 does not tell dead from left.
+	Alive bool
+	// Since is when Alive last changed on this node; zero if the node was
+	// never seen alive.
+	Since time.Time
+	// State is the latest state blob the node published (nil if none
+	// arrived yet). It stays after the node dies: check Alive.
+	State []byte
+	// Version is the sequence number of State; it only grows.
+	Version uint64
+	// UpdatedAt is when this node received State (local clock).
+	UpdatedAt time.Time
+}
+
+// entry is the newest state known for one origin.
+type entry struct {
+	seq   uint64
+	raw   []byte // encoded message, relayed and sent in push/pull as is
+	state []byte
+	at    time.Time
+}
+
+// peer is liveness and address of one node, from memberlist's events.
+type peer struct {
+	alive bool
+	since time.Time
+	ip    net.IP
+	port  uint16
+}
+
+func (p *peer) addr() string {
+	if p.ip == nil {
+		return ""
+	}
+	return net.JoinHostPort(p.ip.String(), strconv.Itoa(int(p.port)))
+}
+
+// Gossip is one node's membership in the encrypted gossip cluster: it
+// detects failed peers and spreads each node's opaque state blob to all.
+// All methods are safe for concurrent use.
+type Gossip struct {
+	cfg   Config
+	log   hclog.Logger
+	ml    *memberlist.Memberlist
+	queue *memberlist.TransmitLimitedQueue
+	alive atomic.Int64 // nodes alive, for the queue's retransmit count
+
+	// life orders Join and Leave against Close (memberlist panics on
+	// Leave after Shutdown). Never held together with mu by a caller of
+	// memberlist, see mu.
+	life   sync.RWMutex
+	closed bool // written with both life and mu held; read under either
+
+	// mu guards everything below. memberlist calls the delegates with its
+	// node lock held, so mu is never held while calling into memberlist
+	// (the broadcast queue is ours and safe).
+	mu      sync.Mutex
+	enc     encoder
+	seq     uint64            // this node's latest state sequence
+	states  map[string]*entry // newest state per origin, this node included
+	peers   map[string]*peer
+	owed    map[string]bool // peers that need this node's state sent directly
+	owedAll bool
+
+	changeCh chan struct{} // OnChange wake-up, capacity 1
+	sendCh   chan struct{} // direct-send wake-up, capacity 1
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// New validates cfg, starts listening and returns a member that knows only
+// itself; call Join to reach the others.
+func New(cfg Config) (*Gossip, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	g := &Gossip{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		states:   make(map[string]*entry),
+		peers:    make(map[string]*peer),
+		owed:     make(map[string]bool),
+		changeCh: make(chan struct{}, 1),
+		sendCh:   make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		// Start above anything a previous run of this node can have
+		// published, so a restart's first state wins; a lower start (the
+		// clock stepped back) is repaired when the old state comes back
+		// to us (see apply).
+		seq: uint64(time.Now().UnixNano()),
+	}
+
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.Name
+	mc.BindAddr = cfg.BindAddr
+	mc.BindPort = cfg.BindPort
+	mc.AdvertiseAddr = cfg.AdvertiseAddr
+	mc.AdvertisePort = cfg.AdvertisePort
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = cfg.BindPort
+	}
+	mc.SecretKey = bytes.Clone(cfg.Key)
+	mc.GossipVerifyIncoming = true
+	mc.GossipVerifyOutgoing = true
+	mc.ProbeInterval = cfg.ProbeInterval
+	mc.ProbeTimeout = cfg.ProbeTimeout
+	mc.SuspicionMult = cfg.SuspicionMult
+	mc.GossipInterval = cfg.GossipInterval
+	mc.PushPullInterval = cfg.PushPullInterval
+	mc.TCPTimeout = cfg.TCPTimeout
+	mc.Delegate = delegate{g}
+	mc.Events = events{g}
+	mc.Logger = cfg.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	g.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes:       func() int { return int(g.alive.Load()) },
+		RetransmitMult: mc.RetransmitMult,
+	}
+
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
+	}
+	g.ml = ml
+	g.wg.Add(2)
+	go g.notifyLoop()
+	go g.sendLoop()
+	g.log.Debug("gossip started", "name", cfg.Name, "addr", g.LocalAddr())
+	return g, nil
+}
+
+// LocalAddr returns the address other nodes join this one at, "ip:port".
+func (g *Gossip) LocalAddr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.peers[g.cfg.Name]; p != nil {
+		return p.addr()
+	}
+	return ""
+}
+
+// Join contacts the given nodes ("ip:port") and syncs membership and
+// states with each that answers. It returns how many answered; the error
+// is non-nil only if none did. A node holding another gossip key cannot
+// join: its messages fail authentication on the other side, both sides
+// log why, and Join returns an error.
+func (g *Gossip) Join(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, errors.New("gossip join: no addresses")
+	}
+	g.life.RLock()
+	defer g.life.RUnlock()
+	if g.closed {
+		return 0, ErrClosed
+	}
+	n, err := g.ml.Join(addrs)
+	if err != nil {
+		je := &joinError{addrs: addrs, err: err}
+		g.log.Error("gossip join failed", "error", je.Error())
+		return n, je
+	}
+	return n, nil
+}
+
+// joinError flattens memberlist's multi-line multierror into one line and
+// recognises a key mismatch.
+type joinError struct {
+	addrs []string
+	err   error
+}
+
+func (e *joinError) Error() string {
+	var parts []string
+	if w, ok := e.err.(interface{ WrappedErrors() []error }); ok {
+		for _, err := range w.WrappedErrors() {
+			parts = append(parts, err.Error())
+		}
+	} else {
+		parts = append(parts, e.err.Error())
+	}
+	msg := "gossip join " + strings.Join(e.addrs, ",") + ": " + strings.Join(parts, "; ")
+	if e.keyMismatch() {
+		msg += " (" + ErrKeyMismatch.Error() + ")"
+	}
+	return msg
+}
+
+// keyMismatch reports whether memberlist failed to decrypt the answer.
+// memberlist returns only strings here; its message is
+// "no installed keys could decrypt the message".
+func (e *joinError) keyMismatch() bool {
+	return strings.Contains(e.err.Error(), "could decrypt")
+}
+
+func (e *joinError) Unwrap() []error {
+	if e.keyMismatch() {
+		return []error{ErrKeyMismatch, e.err}
+	}
+	return []error{e.err}
+}
+
+// SetLocalState publishes this node's state blob (at most MaxStateSize
+// bytes). Each call supersedes the last everywhere; a blob equal to the
+// current one is not sent again. It reaches live peers within about a
+// GossipInterval or one TCP round trip; see docs/gossip.md.
+func (g *Gossip) SetLocalState(b []byte) error {
+	if len(b) > MaxStateSize {
+		return fmt.Errorf("set local state of %d bytes: %w (limit %d)", len(b), ErrStateTooLarge, MaxStateSize)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return ErrClosed
+	}
+	if own := g.states[g.cfg.Name]; own != nil && bytes.Equal(own.state, b) {
+		return nil
+	}
+	g.seq++
+	return g.publishLocked(b)
+}
+
+// publishLocked stores b as this node's state at g.seq and starts spreading
+// it. g.mu must be held.
+func (g *Gossip) publishLocked(b []byte) error {
+	raw, err := g.enc.encodeState(stateMsg{Origin: g.cfg.Name, Seq: g.seq, Payload: b})
+	if err != nil {
+		return fmt.Errorf("encode local state: %w", err)
+	}
+	g.states[g.cfg.Name] = &entry{seq: g.seq, raw: raw, state: bytes.Clone(b), at: time.Now()}
+	if len(raw) <= broadcastMax {
+		g.queue.QueueBroadcast(&broadcast{origin: g.cfg.Name, seq: g.seq, msg: raw})
+	} else {
+		g.owedAll = true
+		signal(g.sendCh)
+	}
+	signal(g.changeCh)
+	return nil
+}
+
+// Members returns every node this one knows of, sorted by name: those
+// memberlist reports plus any whose state arrived. States are copies.
+func (g *Gossip) Members() []Member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]Member, 0, len(g.peers)+len(g.states))
+	for name, p := range g.peers {
+		m := Member{Name: name, Addr: p.addr(), Alive: p.alive, Since: p.since}
+		if e := g.states[name]; e != nil {
+			m.State, m.Version, m.UpdatedAt = bytes.Clone(e.state), e.seq, e.at
+		}
+		out = append(out, m)
+	}
+	for name, e := range g.states {
+		if g.peers[name] == nil {
+			out = append(out, Member{Name: name, State: bytes.Clone(e.state), Version: e.seq, UpdatedAt: e.at})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Leave tells the others this node is leaving and waits up to timeout for
+// that message to go out. The node stays reachable until Close; others
+// then see it not alive at once instead of after failure detection.
+func (g *Gossip) Leave(timeout time.Duration) error {
+	g.life.RLock()
+	defer g.life.RUnlock()
+	if g.closed {
+		return ErrClosed
+	}
+	if err := g.ml.Leave(timeout); err != nil {
+		return fmt.Errorf("gossip leave: %w", err)
+	}
+	return nil
+}
+
+// Close stops gossip without a leave message (call Leave first for a
+// clean exit): listeners close, others detect this node as failed, and
+// Close waits for this package's goroutines (OnChange included). Safe to
+// call more than once.
+func (g *Gossip) Close() error {
+	g.life.Lock()
+	if g.closed {
+		g.life.Unlock()
+		return nil
+	}
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	err := g.ml.Shutdown()
+	g.life.Unlock()
+	close(g.stop)
+	g.wg.Wait()
+	if err != nil {
+		return fmt.Errorf("gossip shutdown: %w", err)
+	}
+	return nil
+}
+
+// apply takes one received state message: it keeps it if it is newer than
+// what this node has for that origin, relays it if it fits the broadcast
+// queue, and drops anything malformed with a log line.
+func (g *Gossip) apply(raw []byte, via string) {
+	m, err := decodeState(raw)
+	if err != nil {
+		g.log.Warn("dropping gossip message", "via", via, "size", len(raw), "error", err)
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m.Origin == g.cfg.Name {
+		// Our own state coming back. Newer than ours means a previous run
+		// of this node published it: jump past it so ours wins again.
+		if m.Seq > g.seq {
+			g.log.Info("superseding this node's state from a previous run", "seen", m.Seq, "ours", g.seq)
+			g.seq = m.Seq
+			if own := g.states[g.cfg.Name]; own != nil {
+				g.seq++
+				if err := g.publishLocked(own.state); err != nil {
+					g.log.Error("republish local state", "error", err)
+				}
+			}
+		}
+		return
+	}
+	cur := g.states[m.Origin]
+	if cur != nil && cur.seq >= m.Seq {
+		return
+	}
+	if cur == nil && len(g.states) >= maxOrigins {
+		g.log.Warn("dropping gossip state: too many nodes", "origin", m.Origin, "limit", maxOrigins)
+		return
+	}
+	raw = bytes.Clone(raw) // memberlist reuses its buffer
+	g.states[m.Origin] = &entry{seq: m.Seq, raw: raw, state: m.Payload, at: time.Now()}
+	if len(raw) <= broadcastMax {
+		g.queue.QueueBroadcast(&broadcast{origin: m.Origin, seq: m.Seq, msg: raw})
+	}
+	signal(g.changeCh)
+}
+
+// localBundle encodes every state this node holds, for push/pull.
+func (g *Gossip) localBundle() []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	raws := make([][]byte, 0, len(g.states))
+	for _, e := range g.states {
+		raws = append(raws, e.raw)
+	}
+	return encodeBundle(raws)
+}
+
+// notifyLoop runs OnChange, one call at a time, coalescing wake-ups.
+func (g *Gossip) notifyLoop() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-g.changeCh:
+			if g.cfg.OnChange != nil {
+				g.cfg.OnChange()
+			}
+		}
+	}
+}
+
+// sendLoop sends this node's state directly (TCP) to peers that need it:
+// every live peer when the state is too large for the broadcast queue, and
+// each peer that just joined, so it does not wait for the next change or
+// push/pull.
+func (g *Gossip) sendLoop() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-g.sendCh:
+		}
+		g.mu.Lock()
+		own := g.states[g.cfg.Name]
+		var to []*memberlist.Node
+		for name, p := range g.peers {
+			if name != g.cfg.Name && p.alive && (g.owedAll || g.owed[name]) {
+				to = append(to, &memberlist.Node{Name: name, Addr: p.ip, Port: p.port})
+			}
+		}
+		g.owedAll = false
+		clear(g.owed)
+		g.mu.Unlock()
+		if own == nil {
+			continue // nothing published yet; publishing will spread it
+		}
+		var wg sync.WaitGroup
+		for _, n := range to {
+			wg.Go(func() {
+				if err := g.ml.SendReliable(n, own.raw); err != nil {
+					g.log.Warn("send state to peer", "peer", n.Name, "error", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
+// signal wakes the loop reading ch without blocking; a wake-up already
+// pending absorbs this one.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// broadcast is one state message in memberlist's broadcast queue.
+type broadcast struct {
+	origin string
+	seq    uint64
+	msg    []byte
+}
+
+// Invalidates drops a queued older state of the same origin.
+func (b *broadcast) Invalidates(other memberlist.Broadcast) bool {
+	o, ok := other.(*broadcast)
+	return ok && o.origin == b.origin && o.seq <= b.seq
+}
+
+// Message returns the encoded state.
+func (b *broadcast) Message() []byte { return b.msg }
+
+// Finished is called when the message is no longer queued.
+func (b *broadcast) Finished() {}
+
+// delegate implements memberlist.Delegate. memberlist calls it from its
+// packet and stream goroutines, so nothing in it blocks: it decodes, takes
+// g.mu briefly and signals channels.
+type delegate struct{ g *Gossip }
+
+// NodeMeta returns no metadata: states travel as messages (NodeMeta over
+// 512 bytes makes memberlist panic).
+func (d delegate) NodeMeta(limit int) []byte { return nil }
+
+// NotifyMsg handles one state message from a peer (UDP broadcast or TCP).
+func (d delegate) NotifyMsg(b []byte) { d.g.apply(b, "message") }
+
+// GetBroadcasts hands memberlist the queued state messages that fit.
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.g.queue.GetBroadcasts(overhead, limit)
+}
+
+// LocalState returns every state this node holds for a push/pull.
+func (d delegate) LocalState(join bool) []byte { return d.g.localBundle() }
+
+// MergeRemoteState keeps the newer of each state a peer sent in push/pull.
+func (d delegate) MergeRemoteState(buf []byte, join bool) {
+	parts, err := decodeBundle(buf)
+	if err != nil {
+		d.g.log.Warn("dropping gossip push/pull state", "size", len(buf), "error", err)
+		return
+	}
+	for _, p := range parts {
+		d.g.apply(p, "push/pull")
+	}
+}
+
+// events implements memberlist.EventDelegate. memberlist calls it with its
+// node lock held: it only records and signals.
+type events struct{ g *Gossip }
+
+// NotifyJoin records a node seen alive and owes it this node's state.
+func (e events) NotifyJoin(n *memberlist.Node) {
+	g := e.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.touchLocked(n)
+	if !p.alive {
+		p.alive, p.since = true, time.Now()
+		g.alive.Add(1)
+	}
+	if n.Name != g.cfg.Name {
+		g.owed[n.Name] = true
+		signal(g.sendCh)
+	}
+	signal(g.changeCh)
+}
+
+// NotifyLeave records a node dead or left.
+func (e events) NotifyLeave(n *memberlist.Node) {
+	g := e.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.touchLocked(n)
+	if p.alive {
+		p.alive, p.since = false, time.Now()
+		g.alive.Add(-1)
+	}
+	delete(g.owed, n.Name)
+	signal(g.changeCh)
+}
+
+// NotifyUpdate records a node's new address.
+func (e events) NotifyUpdate(n *memberlist.Node) {
+	g := e.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.touchLocked(n)
+	signal(g.changeCh)
+}
+
+// touchLocked returns n's peer record with its address updated. g.mu must
+// be held.
+func (g *Gossip) touchLocked(n *memberlist.Node) *peer {
+	p := g.peers[n.Name]
+	if p == nil {
+		p = &peer{}
+		g.peers[n.Name] = p
+	}
+	p.ip = bytes.Clone(n.Addr) // n is memberlist's; sendLoop may hold the old slice
+	p.port = n.Port
+	return p
+}

@@ -1,0 +1,149 @@
+package gossip
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+var (
+	testKey  = bytes.Repeat([]byte{0x42}, KeySize)
+	wrongKey = bytes.Repeat([]byte{0x24}, KeySize)
+)
+
+// testLog routes a node's logs to t.Log (shown only on failure) and keeps
+// them for assertions. Lines arriving after the test ended (memberlist
+// goroutines wind down after Shutdown) are kept but not sent to t.
+type testLog struct {
+	t    testing.TB
+	name string
+	mu   sync.Mutex
+	done bool
+	buf  bytes.Buffer
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	if !l.done {
+		l.t.Logf("%s: %s", l.name, bytes.TrimRight(p, "\n"))
+	}
+	return len(p), nil
+}
+
+func (l *testLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func newTestLog(t testing.TB, name string) (*testLog, hclog.Logger) {
+	l := &testLog{t: t, name: name}
+	t.Cleanup(func() {
+		l.mu.Lock()
+		l.done = true
+		l.mu.Unlock()
+	})
+	return l, hclog.New(&hclog.LoggerOptions{Name: "gossip", Level: hclog.Debug, Output: l})
+}
+
+// newNode starts a member on ip (127.0.0.x) at a free port with testKey;
+// mod may change the config. Closed at cleanup.
+func newNode(t testing.TB, name, ip string, mod func(*Config)) (*Gossip, *testLog) {
+	t.Helper()
+	l, logger := newTestLog(t, name)
+	cfg := Config{Name: name, BindAddr: ip, Key: testKey, Logger: logger}
+	if mod != nil {
+		mod(&cfg)
+	}
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New(%s): %v", name, err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	return g, l
+}
+
+// newCluster starts n members on 127.0.0.1..n and joins them all to the
+// first; it returns once every member sees every other alive, with each
+// member's log.
+func newCluster(t testing.TB, n int, mod func(*Config)) ([]*Gossip, []*testLog) {
+	t.Helper()
+	nodes := make([]*Gossip, n)
+	logs := make([]*testLog, n)
+	for i := range nodes {
+		nodes[i], logs[i] = newNode(t, fmt.Sprintf("node%d", i+1), fmt.Sprintf("127.0.0.%d", i+1), mod)
+	}
+	for _, g := range nodes[1:] {
+		if _, err := g.Join([]string{nodes[0].LocalAddr()}); err != nil {
+			t.Fatalf("join: %v", err)
+		}
+	}
+	waitFor(t, 5*time.Second, func() error {
+		for _, g := range nodes {
+			if a := aliveNames(g); len(a) != n {
+				return fmt.Errorf("%s sees alive %v", g.cfg.Name, a)
+			}
+		}
+		return nil
+	})
+	return nodes, logs
+}
+
+func aliveNames(g *Gossip) []string {
+	var out []string
+	for _, m := range g.Members() {
+		if m.Alive {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+func member(g *Gossip, name string) (Member, bool) {
+	for _, m := range g.Members() {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// waitFor polls cond until it returns nil or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// seesState reports whether every node has want[name] as name's state.
+func seesState(nodes []*Gossip, want map[string][]byte) error {
+	var missing []string
+	for _, g := range nodes {
+		for name, w := range want {
+			m, ok := member(g, name)
+			if !ok || !bytes.Equal(m.State, w) {
+				missing = append(missing, g.cfg.Name+"→"+name)
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("states not yet seen: %s", strings.Join(missing, " "))
+	}
+	return nil
+}
