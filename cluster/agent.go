@@ -53,6 +53,18 @@ type Config struct {
 	NewVIP VIPFactory
 	// Health reports this node's own service health; nil means healthy.
 	Health HealthReporter
+	// ValidateSettings checks the parts of the cluster settings whose
+	// schema belongs to other packages (checks, container spec) before a
+	// change is committed; nil accepts them.
+	ValidateSettings func(Settings) error
+	// OnSettings is called with the replicated settings whenever they
+	// change (and once at start), so cmd can reconfigure health checks and
+	// the workload. It must not block for long.
+	OnSettings func(Settings)
+	// Workload is told whether this node is active, on every step.
+	Workload Workload
+	// Drill forces a check result on this node until a time (drills).
+	Drill func(check string, passing bool, until time.Time) error
 }
 
 func (c *Config) setDefaults() {
@@ -320,7 +332,7 @@ func (a *Agent) apply(ctx context.Context, cmd fsm.Command) error {
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	err = a.applyLocal(data)
-	if !errors.Is(err, ErrNotLeader) {
+	if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoLeader) {
 		return err
 	}
 	return a.toLeader(ctx, "/v1/internal/apply", applyBody{Command: base64.StdEncoding.EncodeToString(data)}, nil)
@@ -339,6 +351,9 @@ func (a *Agent) applyLocal(data []byte) error {
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return ErrNotLeader
+		}
+		if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return fmt.Errorf("%w: %w", ErrNoLeader, err)
 		}
 		return fmt.Errorf("raft apply: %w", err)
 	}
@@ -363,6 +378,9 @@ func (a *Agent) addVoter(req VoterRequest) error {
 	err := a.node.raft.AddVoter(raft.ServerID(req.Name), raft.ServerAddress(req.RaftAddr), 0, a.cfg.ApplyTimeout).Error()
 	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 		return ErrNotLeader
+	}
+	if errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		return fmt.Errorf("%w: %w", ErrNoLeader, err)
 	}
 	if err != nil {
 		return fmt.Errorf("add voter %s: %w", req.Name, err)

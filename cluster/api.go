@@ -67,14 +67,24 @@ func (a *Agent) self() SelfReport {
 	var term, applied uint64
 	fmt.Sscan(st["term"], &term)
 	fmt.Sscan(st["applied_index"], &applied)
-	healthy, why := true, ""
-	if a.cfg.Node.Role != fsm.RoleGPU {
-		healthy, why = false, "a witness does not serve"
-	} else if a.cfg.Health != nil {
-		healthy, why = a.cfg.Health.Healthy()
+	healthy, why := a.ownHealth()
+	rep := SelfReport{Name: a.Name(), Role: a.cfg.Node.Role, Raft: a.RaftState(), Leader: a.Leader(), Term: term, AppliedIndex: applied,
+		HoldsVIP: a.ctl.holdsVIP(), Healthy: healthy, HealthReason: why, Blocked: a.ctl.blockedReason()}
+	if a.cfg.Health != nil {
+		rep.Health = a.cfg.Health.Detail()
 	}
-	return SelfReport{Name: a.Name(), Role: a.cfg.Node.Role, Raft: a.RaftState(), Leader: a.Leader(), Term: term, AppliedIndex: applied,
-		HoldsVIP: a.ctl.holdsVIP(), Healthy: healthy, HealthReason: why}
+	return rep
+}
+
+// ownHealth is this node's verdict on its own service.
+func (a *Agent) ownHealth() (bool, string) {
+	if a.cfg.Node.Role != fsm.RoleGPU {
+		return false, "a witness does not serve"
+	}
+	if a.cfg.Health == nil {
+		return true, ""
+	}
+	return a.cfg.Health.Healthy()
 }
 
 func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {

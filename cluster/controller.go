@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,8 +43,18 @@ type VIPFactory func(VIPSpec) (VIP, error)
 
 // HealthReporter says whether this node's own service is healthy.
 type HealthReporter interface {
-	// Healthy returns the verdict and, when unhealthy, why.
+	// Healthy returns the verdict and, when unhealthy, why (for example
+	// "http:health", with " (drill)" when a drill forced it).
 	Healthy() (bool, string)
+	// Detail is the full report (checks, GPU telemetry) shown in status.
+	Detail() any
+}
+
+// Workload is the service on this host (package runtime's reconciler,
+// through an adapter in cmd).
+type Workload interface {
+	// SetActive says whether this node is the active one now.
+	SetActive(active bool)
 }
 
 // controller makes this host match the replicated state: on the leader it
@@ -65,6 +76,8 @@ type controller struct {
 	transferBy  time.Time // leader duties paused until then (planned failover)
 	lastXfer    time.Time // last leadership transfer attempt from a witness
 	lastErr     string
+	blocked     string // why the leader does not move the active role
+	lastRaw     string // settings last handed to OnSettings
 
 	wake    chan struct{}
 	stopped chan struct{} // closed when run returns
@@ -148,6 +161,10 @@ func (c *controller) step(ctx context.Context) time.Duration {
 		c.leaderDuties(ctx, st)
 		st = a.node.fsm.State()
 	}
+	c.settingsChanged(settings, st)
+	if a.cfg.Workload != nil && a.cfg.Node.Role == fsm.RoleGPU {
+		a.cfg.Workload.SetActive(leader && st.Active.Node == a.Name())
+	}
 	if err := c.ensureVIP(settings); err != nil {
 		c.setErr(err)
 		return next
@@ -180,9 +197,25 @@ func (c *controller) leaderDuties(ctx context.Context, st fsm.State) {
 		c.handToGPU(st)
 		return
 	}
-	if st.Maintenance || st.Active.Node == a.Name() {
+	if st.Maintenance {
+		c.setBlocked("")
 		return
 	}
+	ok, why := a.ownHealth()
+	if st.Active.Node == a.Name() {
+		if ok {
+			c.setBlocked("")
+			return
+		}
+		c.moveForHealth(ctx, st, why)
+		return
+	}
+	if !ok {
+		// Taking over would not help: this node cannot serve either.
+		c.setBlocked(fmt.Sprintf("%s leads but is unhealthy (%s); active %q is not the leader", a.Name(), why, st.Active.Node))
+		return
+	}
+	c.setBlocked("")
 	reason := "leader-lost"
 	if st.Active.Node == "" {
 		reason = "startup"
@@ -201,6 +234,75 @@ func (c *controller) leaderDuties(ctx context.Context, st fsm.State) {
 		return
 	}
 	a.log.Info("named active", "node", cmd.Node, "epoch", cmd.Epoch, "reason", reason, "previous", st.Active.Node)
+}
+
+// moveForHealth hands the active role from this (leader, active, unhealthy)
+// node to a healthy GPU node, unless the hold-down since the last change
+// has not passed or no other node is healthy.
+func (c *controller) moveForHealth(ctx context.Context, st fsm.State, why string) {
+	a := c.a
+	hold := time.Duration(a.settings().Failover.HoldDown)
+	if since := a.cfg.Now().Sub(st.Active.Since); since < hold {
+		c.setBlocked(fmt.Sprintf("%s is unhealthy (%s) but the hold-down after the last change runs %v more", a.Name(), why, (hold - since).Round(time.Second)))
+		return
+	}
+	var reasons []string
+	for _, m := range st.Members {
+		if m.Role != fsm.RoleGPU || m.Name == a.Name() {
+			continue
+		}
+		var self SelfReport
+		cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
+		err := a.peerCall(cctx, m.APIAddr, "GET", "/v1/self", nil, &self, false)
+		cancel()
+		switch {
+		case err != nil:
+			reasons = append(reasons, m.Name+" unreachable")
+		case !self.Healthy:
+			reasons = append(reasons, fmt.Sprintf("%s unhealthy (%s)", m.Name, self.HealthReason))
+		default:
+			reason := "health:" + a.Name() + ":" + why
+			a.log.Warn("active node unhealthy: moving the active role", "to", m.Name, "reason", reason)
+			if _, err := a.failover(ctx, FailoverRequest{To: m.Name}, reason); err != nil {
+				c.setErr(fmt.Errorf("health failover to %s: %w", m.Name, err))
+			}
+			return
+		}
+	}
+	c.setBlocked(fmt.Sprintf("%s is unhealthy (%s) and no other GPU node can take over: %s", a.Name(), why, strings.Join(reasons, "; ")))
+}
+
+func (c *controller) setBlocked(why string) {
+	c.mu.Lock()
+	changed := why != c.blocked
+	c.blocked = why
+	c.mu.Unlock()
+	if changed && why != "" {
+		c.a.log.Warn("active role stays", "why", why)
+	}
+}
+
+// blockedReason says why the leader leaves the active role where it is
+// although something is wrong ("" when nothing is).
+func (c *controller) blockedReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.blocked
+}
+
+// settingsChanged hands new settings to OnSettings.
+func (c *controller) settingsChanged(s Settings, st fsm.State) {
+	if c.a.cfg.OnSettings == nil {
+		return
+	}
+	raw := string(st.Settings)
+	c.mu.Lock()
+	same := raw == c.lastRaw && c.lastRaw != ""
+	c.lastRaw = raw
+	c.mu.Unlock()
+	if !same {
+		c.a.cfg.OnSettings(s)
+	}
 }
 
 // handToGPU transfers leadership from a witness to a GPU voter that

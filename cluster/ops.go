@@ -68,6 +68,51 @@ func (a *Agent) routesOps(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/config", a.handleConfigShow)
 	mux.HandleFunc("POST /v1/config", a.handleConfigApply)
 	mux.HandleFunc("POST /v1/raft/transfer-leader", a.handleTransferLeader)
+	mux.HandleFunc("POST /v1/drill/inject", a.handleDrillInject)
+}
+
+// DrillRequest forces a check result on a node for a while.
+type DrillRequest struct {
+	Node    string   `json:"node"`  // "" means the node that receives it
+	Check   string   `json:"check"` // "name" or "kind:name"
+	Passing bool     `json:"passing"`
+	For     Duration `json:"for"`
+}
+
+func (a *Agent) handleDrillInject(w http.ResponseWriter, r *http.Request) {
+	var req DrillRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.For <= 0 || time.Duration(req.For) > time.Hour {
+		writeError(w, fmt.Errorf("%w: for %v must be between 1s and 1h", ErrBadRequest, time.Duration(req.For)))
+		return
+	}
+	if req.Node != "" && req.Node != a.Name() {
+		m, ok := a.node.fsm.Member(req.Node)
+		if !ok {
+			writeError(w, fmt.Errorf("%w: %q", ErrUnknownMember, req.Node))
+			return
+		}
+		fwd := req
+		fwd.Node = ""
+		if err := a.peerCall(r.Context(), m.APIAddr, http.MethodPost, "/v1/drill/inject", fwd, nil, true); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, struct{}{})
+		return
+	}
+	if a.cfg.Drill == nil {
+		writeError(w, fmt.Errorf("%w: %s runs no health checks", ErrBadRequest, a.Name()))
+		return
+	}
+	if err := a.cfg.Drill(req.Check, req.Passing, time.Now().Add(time.Duration(req.For))); err != nil {
+		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return
+	}
+	a.log.Warn("drill: check result forced", "check", req.Check, "passing", req.Passing, "for", time.Duration(req.For))
+	writeJSON(w, http.StatusOK, struct{}{})
 }
 
 // TransferLeaderRequest asks the leader to hand Raft leadership to a member
@@ -113,7 +158,7 @@ func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var resp FailoverResponse
-	err := a.onLeaderOut(r, func() (err error) { resp, err = a.failover(r.Context(), req); return err }, "/v1/failover", req, &resp)
+	err := a.onLeaderOut(r, func() (err error) { resp, err = a.failover(r.Context(), req, "manual:failover"); return err }, "/v1/failover", req, &resp)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -124,7 +169,7 @@ func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
 // failover hands the active role to req.To (leader only): it checks the
 // target, drops the VIP here, commits the new assignment with the handover
 // flag (so the target claims at once) and transfers leadership.
-func (a *Agent) failover(ctx context.Context, req FailoverRequest) (FailoverResponse, error) {
+func (a *Agent) failover(ctx context.Context, req FailoverRequest, reason string) (FailoverResponse, error) {
 	if !a.IsLeader() {
 		return FailoverResponse{}, ErrNotLeader
 	}
@@ -166,7 +211,7 @@ func (a *Agent) failover(ctx context.Context, req FailoverRequest) (FailoverResp
 	released := time.Since(begin)
 	a.log.Info("planned failover: VIP dropped", "to", req.To)
 
-	cmd := fsm.SetActive{Node: req.To, Epoch: st.Active.Epoch + 1, Time: a.cfg.Now().UTC(), Reason: "manual:failover", Handover: true}
+	cmd := fsm.SetActive{Node: req.To, Epoch: st.Active.Epoch + 1, Time: a.cfg.Now().UTC(), Reason: reason, Handover: true}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return FailoverResponse{}, err
@@ -234,6 +279,9 @@ func (a *Agent) handleConfigApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, err := ParseSettings([]byte(req.YAML))
+	if err == nil && a.cfg.ValidateSettings != nil {
+		err = a.cfg.ValidateSettings(s)
+	}
 	if err != nil {
 		writeError(w, fmt.Errorf("%w: cluster config: %w", ErrBadRequest, err))
 		return

@@ -20,7 +20,19 @@ import (
 type Settings struct {
 	VIP     VIPSettings     `yaml:"vip" json:"vip"`
 	Service ServiceSettings `yaml:"service" json:"service"`
-	Timings Timings         `yaml:"timings" json:"timings"`
+	// Checks are the health checks every GPU node runs on itself. Their
+	// schema belongs to the health package: the agent passes them on
+	// as they are, and Config.ValidateSettings checks them.
+	Checks   []any            `yaml:"checks" json:"checks,omitempty"`
+	Failover FailoverSettings `yaml:"failover" json:"failover"`
+	Timings  Timings          `yaml:"timings" json:"timings"`
+}
+
+// FailoverSettings say when the cluster moves the active role by itself.
+type FailoverSettings struct {
+	// HoldDown is how long after a change of active node no health-driven
+	// move happens (against flapping).
+	HoldDown Duration `yaml:"hold_down" json:"hold_down"`
 }
 
 // VIPSettings say which address clients use and how it is announced.
@@ -40,9 +52,23 @@ type VIPSettings struct {
 
 // ServiceSettings describe the service the active node answers for.
 type ServiceSettings struct {
-	// HealthURL, when set, is probed on each GPU node (its own service) to
-	// decide whether that node is healthy enough to become active.
+	// HealthURL, when set, is probed on each GPU node (its own service) as
+	// a required http check named "service", in addition to Checks.
 	HealthURL string `yaml:"health_url" json:"health_url"`
+	// Runtime is who runs the container: "none" (something else: systemd,
+	// an existing compose stack; newbieha only checks it and moves the
+	// VIP) or "docker" (newbieha runs it through the Docker Engine API).
+	Runtime string `yaml:"runtime" json:"runtime"`
+	// Standby is "hot" (the container runs on both GPU nodes; only the VIP
+	// moves) or "cold" (only on the active node).
+	Standby string `yaml:"standby" json:"standby"`
+	// ComposeFile and ComposeService import the container spec from an
+	// existing docker-compose.yml (runtime docker).
+	ComposeFile    string `yaml:"compose_file" json:"compose_file,omitempty"`
+	ComposeService string `yaml:"compose_service" json:"compose_service,omitempty"`
+	// Container is the container spec (runtime docker), when it does not
+	// come from a compose file. Its schema belongs to the runtime package.
+	Container map[string]any `yaml:"container" json:"container,omitempty"`
 }
 
 // Timings of the VIP lease. docs/timings.md gives the argument that they
@@ -66,7 +92,9 @@ type Timings struct {
 // DefaultSettings returns settings with every default filled in.
 func DefaultSettings() Settings {
 	return Settings{
-		VIP: VIPSettings{GARPRepeat: 5, GARPInterval: Duration(200 * time.Millisecond)},
+		VIP:      VIPSettings{GARPRepeat: 5, GARPInterval: Duration(200 * time.Millisecond)},
+		Service:  ServiceSettings{Runtime: "none", Standby: "hot"},
+		Failover: FailoverSettings{HoldDown: Duration(30 * time.Second)},
 		Timings: Timings{
 			VIPLifetime:      Duration(time.Second),
 			VIPRenewInterval: Duration(250 * time.Millisecond),
@@ -122,6 +150,27 @@ func (s Settings) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("key \"service.health_url\": %q is not an http(s) URL", s.Service.HealthURL))
 		}
+	}
+	switch s.Service.Runtime {
+	case "none":
+		if s.Service.ComposeFile != "" || len(s.Service.Container) > 0 {
+			errs = append(errs, errors.New("key \"service.runtime\": \"none\" runs no container; remove service.compose_file and service.container or set runtime: docker"))
+		}
+	case "docker":
+		if (s.Service.ComposeFile == "") == (len(s.Service.Container) == 0) {
+			errs = append(errs, errors.New("key \"service\": runtime docker needs exactly one of compose_file (with compose_service) or container"))
+		}
+		if s.Service.ComposeFile != "" && s.Service.ComposeService == "" {
+			errs = append(errs, errors.New("key \"service.compose_service\": required with compose_file"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("key \"service.runtime\": %q is not none or docker", s.Service.Runtime))
+	}
+	if s.Service.Standby != "hot" && s.Service.Standby != "cold" {
+		errs = append(errs, fmt.Errorf("key \"service.standby\": %q is not hot or cold", s.Service.Standby))
+	}
+	if d := time.Duration(s.Failover.HoldDown); d < 0 || d > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("key \"failover.hold_down\": %v must be 0-24h", d))
 	}
 	if err := s.Timings.Validate(); err != nil {
 		errs = append(errs, err)

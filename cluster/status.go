@@ -54,7 +54,12 @@ func (a *Agent) Status(ctx context.Context) Status {
 		}
 		if name == a.Name() {
 			self := a.self()
-			ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason
+			if self.Raft == RaftLeader {
+				mu.Lock()
+				out.Blocked = self.Blocked
+				mu.Unlock()
+			}
+			ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason, ms.Health = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason, self.Health
 			add(ms)
 			continue
 		}
@@ -69,7 +74,12 @@ func (a *Agent) Status(ctx context.Context) Status {
 			cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
 			defer cancel()
 			if err := a.peerCall(cctx, ms.APIAddr, http.MethodGet, "/v1/self", nil, &self, false); err == nil && self.Name == name {
-				ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason
+				if self.Raft == RaftLeader {
+					mu.Lock()
+					out.Blocked = self.Blocked
+					mu.Unlock()
+				}
+				ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason, ms.Health = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason, self.Health
 			}
 			add(ms)
 		}()

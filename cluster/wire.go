@@ -60,6 +60,10 @@ type SelfReport struct {
 	HoldsVIP     bool     `json:"holds_vip"`
 	Healthy      bool     `json:"healthy"`
 	HealthReason string   `json:"health_reason,omitempty"`
+	// Health is the full health report (checks, GPU telemetry).
+	Health any `json:"health,omitempty"`
+	// Blocked is, on the leader, why the active role stays put.
+	Blocked string `json:"blocked,omitempty"`
 }
 
 // Status is the cluster as seen from one member.
@@ -69,7 +73,11 @@ type Status struct {
 	Active      fsm.Assignment `json:"active"`
 	Maintenance bool           `json:"maintenance"`
 	VIP         VIPStatus      `json:"vip"`
-	Members     []MemberStatus `json:"members"`
+	// Blocked says why the leader leaves the active role where it is
+	// although the active node is unhealthy or gone ("" when nothing is
+	// wrong).
+	Blocked string         `json:"blocked,omitempty"`
+	Members []MemberStatus `json:"members"`
 }
 
 // VIPStatus says who holds the VIP, by the members' own reports.
@@ -99,6 +107,8 @@ type MemberStatus struct {
 	Healthy      bool      `json:"healthy"`
 	HealthReason string    `json:"health_reason,omitempty"`
 	JoinedAt     time.Time `json:"joined_at"`
+	// Health is the member's full report (checks, GPU telemetry).
+	Health any `json:"health,omitempty"`
 }
 
 // Raft states as Status reports them.

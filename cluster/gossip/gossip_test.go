@@ -3,6 +3,7 @@ package gossip
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,17 +17,53 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// telemetry returns a JSON-like blob of about n bytes that compresses the
-// way real check results and GPU telemetry do.
+// telemetry returns a state blob shaped like the agent's: four check
+// results and GPU telemetry (the fields health/gpu reports, with random
+// UUIDs) as JSON, growing by GPUs until it is at least n bytes. round
+// changes the readings.
 func telemetry(node string, round, n int) []byte {
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `{"node":%q,"round":%d,"gpus":[`, node, round)
-	for i := 0; b.Len() < n; i++ {
-		fmt.Fprintf(&b, `{"index":%d,"uuid":"GPU-%08x-%04x","name":"NVIDIA H200","mem_used":%d,"mem_total":150754820096,"util":%d,"temp":%d,"power_mw":%d},`,
-			i, i*7919+round, round, 1<<30*(i+round), (i*13+round)%100, 30+i+round%10, 100000+i*1000+round)
+	type check struct {
+		Name, Kind, Status, Output string
+		Required, OK               bool
+		Since, LastRun             time.Time
+		ConsecutiveOK              int
 	}
-	b.WriteString(`]}`)
-	return b.Bytes()
+	type device struct {
+		Index                                          int
+		Name, UUID, DriverVersion                      string
+		MemoryTotalBytes, MemoryUsedBytes, MemFree     uint64
+		UtilizationGPU, UtilizationMemory, Temperature uint32
+		PowerW                                         float64
+		ECCCorrected, ECCUncorrected                   uint64
+		RetiredPages, RemappedCorr, RemappedUncorr     int
+		RemapPending, RemapFailed                      bool
+	}
+	now := time.Date(2026, 11, 28, 12, 0, round, 0, time.UTC)
+	st := struct {
+		Node    string
+		Healthy bool
+		Checks  []check
+		GPU     []device
+	}{Node: node, Healthy: true}
+	for _, c := range []string{"http", "generate", "container", "gpu"} {
+		st.Checks = append(st.Checks, check{Name: c, Kind: c, Status: "passing", Output: "HTTP 200 in 12ms", Required: c != "generate",
+			OK: true, Since: now.Add(-time.Hour), LastRun: now, ConsecutiveOK: 100 + round})
+	}
+	rng := uint64(len(node)) * 0x9e3779b97f4a7c15
+	for i := 0; ; i++ {
+		rng = rng*6364136223846793005 + 1442695040888963407
+		uuid := fmt.Sprintf("GPU-%08x-%04x-%04x-%04x-%012x", uint32(rng>>32), uint16(rng>>16), uint16(rng), uint16(rng>>48), rng&0xffffffffffff)
+		st.GPU = append(st.GPU, device{Index: i, Name: "NVIDIA H200", UUID: uuid, DriverVersion: "570.124.06",
+			MemoryTotalBytes: 150754820096, MemoryUsedBytes: uint64(1<<30*(i+round)) + rng%(1<<20), MemFree: 150754820096 - uint64(1<<30*(i+round)),
+			UtilizationGPU: uint32(rng % 100), UtilizationMemory: uint32(rng >> 8 % 100), Temperature: 30 + uint32(rng>>16%40), PowerW: float64(rng%70000) / 100})
+		b, err := json.Marshal(st)
+		if err != nil {
+			panic(err)
+		}
+		if len(b) >= n {
+			return b
+		}
+	}
 }
 
 func randomBytes(t testing.TB, n int) []byte {

@@ -1,0 +1,74 @@
+package cluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// stays checks for d that want keeps the VIP and nothing else holds it.
+func (c *testCluster) stays(want string, d time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if h := c.wire.holders(); len(h) != 1 || h[0] != want {
+			c.t.Fatalf("holders %v, want %s to keep the VIP", h, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestController_HealthDrivenFailoverNoFlapNoMoveBack(t *testing.T) {
+	c := newTestCluster(t)
+	c.wire = newFakeWire(t)
+	c.settings = []byte(testVIPSettings + "failover:\n  hold_down: 0s\n")
+	c.health["node1"], c.health["node2"] = &fakeHealth{}, &fakeHealth{}
+	c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", "gpu", "node1")
+	c.join("witness", "127.0.0.3", "witness", "node1")
+	c.waitHolder("node1")
+	ctx := context.Background()
+
+	c.health["node1"].set("http:health")
+	c.waitHolder("node2")
+	h, err := c.client("witness").History(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := h[len(h)-1]; last.Reason != "health:node1:http:health" || last.From != "node1" || last.To != "node2" {
+		t.Fatalf("last transition %+v", last)
+	}
+	// node1 recovers: no automatic move back.
+	c.health["node1"].set("")
+	c.stays("node2", 2*time.Second)
+
+	// Both unhealthy: nothing moves, and status says why.
+	c.health["node1"].set("gpu:gpus")
+	c.health["node2"].set("http:health")
+	waitFor(t, 10*time.Second, "status to say why nothing moves", func() error {
+		st := c.nodes["witness"].agent.Status(ctx)
+		if !strings.Contains(st.Blocked, "node2 is unhealthy (http:health)") || !strings.Contains(st.Blocked, "node1 unhealthy (gpu:gpus)") {
+			return errString("blocked = " + st.Blocked)
+		}
+		return nil
+	})
+	c.stays("node2", time.Second)
+}
+
+func TestController_HoldDownStopsAnEarlyMove(t *testing.T) {
+	c := newVIPCluster(t) // default hold-down: 30 s
+	c.health["node1"].set("http:health")
+	waitFor(t, 10*time.Second, "the hold-down to be reported", func() error {
+		st := c.nodes["node2"].agent.Status(context.Background())
+		if !strings.Contains(st.Blocked, "hold-down") {
+			return errString("blocked = " + st.Blocked)
+		}
+		return nil
+	})
+	c.stays("node1", time.Second)
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
