@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -269,7 +270,11 @@ func (a *Agent) Close() error {
 // settings returns the replicated cluster settings (defaults until some
 // are committed; the last good ones if a committed document cannot be read).
 func (a *Agent) settings() Settings {
-	raw := a.node.fsm.State().Settings
+	return a.settingsFrom(a.node.fsm.State().Settings)
+}
+
+// settingsFrom decodes a replicated settings document, caching the last.
+func (a *Agent) settingsFrom(raw json.RawMessage) Settings {
 	a.settingsMu.Lock()
 	defer a.settingsMu.Unlock()
 	if string(raw) == a.settingsRaw && a.settingsRaw != "" {

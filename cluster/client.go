@@ -112,3 +112,8 @@ func (c *Client) ConfigApply(ctx context.Context, doc []byte) (ConfigResponse, e
 func (c *Client) TransferLeader(ctx context.Context, to string) error {
 	return c.do(ctx, http.MethodPost, "/v1/raft/transfer-leader", TransferLeaderRequest{To: to}, nil)
 }
+
+// Drill forces a check result on a node for a while.
+func (c *Client) Drill(ctx context.Context, req DrillRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/drill/inject", req, nil)
+}

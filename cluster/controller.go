@@ -161,7 +161,7 @@ func (c *controller) step(ctx context.Context) time.Duration {
 		c.leaderDuties(ctx, st)
 		st = a.node.fsm.State()
 	}
-	c.settingsChanged(settings, st)
+	c.settingsChanged(st)
 	if a.cfg.Workload != nil && a.cfg.Node.Role == fsm.RoleGPU {
 		a.cfg.Workload.SetActive(leader && st.Active.Node == a.Name())
 	}
@@ -291,7 +291,7 @@ func (c *controller) blockedReason() string {
 }
 
 // settingsChanged hands new settings to OnSettings.
-func (c *controller) settingsChanged(s Settings, st fsm.State) {
+func (c *controller) settingsChanged(st fsm.State) {
 	if c.a.cfg.OnSettings == nil {
 		return
 	}
@@ -301,7 +301,7 @@ func (c *controller) settingsChanged(s Settings, st fsm.State) {
 	c.lastRaw = raw
 	c.mu.Unlock()
 	if !same {
-		c.a.cfg.OnSettings(s)
+		c.a.cfg.OnSettings(c.a.settingsFrom(st.Settings))
 	}
 }
 

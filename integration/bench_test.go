@@ -17,9 +17,11 @@ import (
 // the new node, and for planned switchovers the client's gap without a
 // good answer.
 func BenchmarkFailover(b *testing.B) {
-	for _, kind := range []string{"crash", "host-loss", "planned"} {
+	for _, kind := range []string{"crash", "host-loss", "planned", "service-errors"} {
 		b.Run(kind, func(b *testing.B) {
-			f := newFailoverLab(b)
+			// Default check timings; a short hold-down so that runs can
+			// alternate between the nodes without waiting 30 s.
+			f := newFailoverLabWith(b, "failover:\n  hold_down: 1s\n")
 			var toFirst, gaps []float64
 			failed := 0
 			b.ResetTimer()
@@ -38,6 +40,8 @@ func BenchmarkFailover(b *testing.B) {
 					run(b, "ip", "-n", from.ns, "link", "set", from.hostIf, "down")
 				case "planned":
 					f.mustCLI(f.w, "failover", "--to", to.name, "--data-dir", f.w.dataDir)
+				case "service-errors":
+					f.fault(from, "error")
 				}
 				r := wait()
 				if r.Last != to.name || len(r.Switches) == 0 {
@@ -54,6 +58,8 @@ func BenchmarkFailover(b *testing.B) {
 					f.startAgent(from)
 				case "host-loss":
 					run(b, "ip", "-n", from.ns, "link", "set", from.hostIf, "up")
+				case "service-errors":
+					f.fault(from, "none")
 				}
 				waitFor(b, 60*time.Second, "the cluster healthy again", func() error {
 					s, err := f.status(f.w)

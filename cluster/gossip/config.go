@@ -39,6 +39,12 @@ const (
 	// send) with a peer (LAN default 10 s). It also bounds how long Close
 	// may wait for a send in flight to a peer that vanished.
 	DefaultTCPTimeout = 3 * time.Second
+	// DefaultReconnectInterval is how often a node tries to join again
+	// each peer it saw and now counts as failed. memberlist never probes
+	// or syncs with a dead node once GossipToTheDeadTime (30 s) has
+	// passed, so without this the two sides of a healed partition would
+	// stay apart (Serf's reconnect does the same job).
+	DefaultReconnectInterval = 3 * time.Second
 	// DefaultBindAddr is the address bound when Config.BindAddr is empty.
 	DefaultBindAddr = "0.0.0.0"
 )
@@ -80,6 +86,8 @@ type Config struct {
 	PushPullInterval time.Duration
 	// TCPTimeout: see DefaultTCPTimeout.
 	TCPTimeout time.Duration
+	// ReconnectInterval: see DefaultReconnectInterval.
+	ReconnectInterval time.Duration
 
 	// OnChange, if set, is called after any member's liveness, address or
 	// state changes (this node's own state included). Calls come from one
@@ -117,6 +125,9 @@ func (c Config) withDefaults() Config {
 	if c.TCPTimeout == 0 {
 		c.TCPTimeout = DefaultTCPTimeout
 	}
+	if c.ReconnectInterval == 0 {
+		c.ReconnectInterval = DefaultReconnectInterval
+	}
 	return c
 }
 
@@ -153,6 +164,7 @@ func (c Config) Validate() error {
 	}{
 		{"ProbeInterval", c.ProbeInterval}, {"ProbeTimeout", c.ProbeTimeout}, {"GossipInterval", c.GossipInterval},
 		{"PushPullInterval", c.PushPullInterval}, {"TCPTimeout", c.TCPTimeout},
+		{"ReconnectInterval", c.ReconnectInterval},
 	} {
 		if d.v < time.Millisecond {
 			errs = append(errs, fmt.Errorf("gossip config: %s %v is below 1ms", d.name, d.v))

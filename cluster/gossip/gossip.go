@@ -108,6 +108,9 @@ type Gossip struct {
 	peers   map[string]*peer
 	owed    map[string]bool // peers that need this node's state sent directly
 	owedAll bool
+	// forgotten names were dropped with Forget: their states are ignored
+	// and they are not reconnected until they are seen alive again.
+	forgotten map[string]bool
 
 	changeCh chan struct{} // OnChange wake-up, capacity 1
 	sendCh   chan struct{} // direct-send wake-up, capacity 1
@@ -123,14 +126,15 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	cfg = cfg.withDefaults()
 	g := &Gossip{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		states:   make(map[string]*entry),
-		peers:    make(map[string]*peer),
-		owed:     make(map[string]bool),
-		changeCh: make(chan struct{}, 1),
-		sendCh:   make(chan struct{}, 1),
-		stop:     make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		states:    make(map[string]*entry),
+		peers:     make(map[string]*peer),
+		owed:      make(map[string]bool),
+		forgotten: make(map[string]bool),
+		changeCh:  make(chan struct{}, 1),
+		sendCh:    make(chan struct{}, 1),
+		stop:      make(chan struct{}),
 		// Start above anything a previous run of this node can have
 		// published, so a restart's first state wins; a lower start (the
 		// clock stepped back) is repaired when the old state comes back
@@ -169,9 +173,10 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("start gossip on %s:%d: %w", cfg.BindAddr, cfg.BindPort, err)
 	}
 	g.ml = ml
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go g.notifyLoop()
 	go g.sendLoop()
+	go g.reconnectLoop()
 	g.log.Debug("gossip started", "name", cfg.Name, "addr", g.LocalAddr())
 	return g, nil
 }
@@ -306,6 +311,28 @@ func (g *Gossip) Members() []Member {
 	return out
 }
 
+// Forget drops a node that is not alive from this node's view: its state
+// and address go, states relayed for it are ignored, and it is no longer
+// reconnected, until it is seen alive again. Use it when the node was
+// removed from the cluster; Forget of a live node or of this node is an
+// error.
+func (g *Gossip) Forget(name string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if name == g.cfg.Name {
+		return fmt.Errorf("gossip forget %q: that is this node", name)
+	}
+	if p := g.peers[name]; p != nil && p.alive {
+		return fmt.Errorf("gossip forget %q: the node is alive", name)
+	}
+	delete(g.peers, name)
+	delete(g.states, name)
+	delete(g.owed, name)
+	g.forgotten[name] = true
+	signal(g.changeCh)
+	return nil
+}
+
 // Leave tells the others this node is leaving and waits up to timeout for
 // that message to go out. The node stays reachable until Close; others
 // then see it not alive at once instead of after failure detection.
@@ -368,6 +395,9 @@ func (g *Gossip) apply(raw []byte, via string) {
 				}
 			}
 		}
+		return
+	}
+	if g.forgotten[m.Origin] {
 		return
 	}
 	cur := g.states[m.Origin]
@@ -450,6 +480,47 @@ func (g *Gossip) sendLoop() {
 	}
 }
 
+// reconnectLoop tries, every ReconnectInterval, to join again each peer
+// that was seen and now counts as failed. A join that answers brings the
+// two sides' views back together; one that does not costs a connection
+// attempt (bounded by TCPTimeout) and a debug line.
+func (g *Gossip) reconnectLoop() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.cfg.ReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+		}
+		g.mu.Lock()
+		var addrs []string
+		for name, p := range g.peers {
+			if name != g.cfg.Name && !p.alive && p.ip != nil {
+				addrs = append(addrs, p.addr())
+			}
+		}
+		g.mu.Unlock()
+		for _, a := range addrs {
+			select {
+			case <-g.stop:
+				return
+			default:
+			}
+			g.life.RLock()
+			if !g.closed {
+				if _, err := g.ml.Join([]string{a}); err != nil {
+					g.log.Debug("reconnect failed", "addr", a, "error", err)
+				} else {
+					g.log.Info("reconnected to failed peer", "addr", a)
+				}
+			}
+			g.life.RUnlock()
+		}
+	}
+}
+
 // signal wakes the loop reading ch without blocking; a wake-up already
 // pending absorbs this one.
 func signal(ch chan struct{}) {
@@ -524,6 +595,7 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 		p.alive, p.since = true, time.Now()
 		g.alive.Add(1)
 	}
+	delete(g.forgotten, n.Name)
 	if n.Name != g.cfg.Name {
 		g.owed[n.Name] = true
 		signal(g.sendCh)
@@ -536,6 +608,9 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 	g := e.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.forgotten[n.Name] {
+		return
+	}
 	p := g.touchLocked(n)
 	if p.alive {
 		p.alive, p.since = false, time.Now()
@@ -550,6 +625,9 @@ func (e events) NotifyUpdate(n *memberlist.Node) {
 	g := e.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.forgotten[n.Name] {
+		return
+	}
 	g.touchLocked(n)
 	signal(g.changeCh)
 }

@@ -579,3 +579,73 @@ func TestConfig_Validate(t *testing.T) {
 		})
 	}
 }
+
+// TestReconnect_RestartedNodeFoundAgain: a node that died and comes back
+// at the same address without joining anyone is joined by the others'
+// reconnect loop, and states flow both ways again.
+func TestReconnect_RestartedNodeFoundAgain(t *testing.T) {
+	fast := func(c *Config) { c.ReconnectInterval = 200 * time.Millisecond }
+	nodes, _ := newCluster(t, 3, fast)
+	addr := nodes[2].LocalAddr()
+	host, portStr, _ := strings.Cut(addr, ":")
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		for _, g := range nodes[:2] {
+			if m, _ := member(g, "node3"); m.Alive {
+				return fmt.Errorf("%s still sees node3 alive", g.cfg.Name)
+			}
+		}
+		return nil
+	})
+	var port int
+	fmt.Sscan(portStr, &port)
+	again, _ := newNode(t, "node3", host, func(c *Config) { fast(c); c.BindPort = port })
+	want := map[string][]byte{"node3": []byte("back"), "node1": []byte("still here")}
+	for _, g := range []*Gossip{again, nodes[0]} {
+		if err := g.SetLocalState(want[g.cfg.Name]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := []*Gossip{nodes[0], nodes[1], again}
+	waitFor(t, 5*time.Second, func() error {
+		for _, g := range all {
+			if a := aliveNames(g); len(a) != 3 {
+				return fmt.Errorf("%s sees alive %v", g.cfg.Name, a)
+			}
+		}
+		return seesState(all, want)
+	})
+}
+
+// TestForget drops a dead node and ignores its relayed state.
+func TestForget(t *testing.T) {
+	nodes, _ := newCluster(t, 3, nil)
+	if err := nodes[2].SetLocalState([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, func() error { return seesState(nodes[:1], map[string][]byte{"node3": []byte("x")}) })
+	if err := nodes[0].Forget("node3"); err == nil {
+		t.Error("Forget of a live node succeeded")
+	}
+	if err := nodes[0].Forget("node1"); err == nil {
+		t.Error("Forget of this node succeeded")
+	}
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if m, _ := member(nodes[0], "node3"); m.Alive {
+			return errors.New("node3 still alive")
+		}
+		return nil
+	})
+	if err := nodes[0].Forget("node3"); err != nil {
+		t.Fatal(err)
+	}
+	delegate{nodes[0]}.NotifyMsg(encodeFor(t, "node3", 1<<62, []byte("relayed")))
+	if m, ok := member(nodes[0], "node3"); ok {
+		t.Errorf("forgotten node listed: %+v", m)
+	}
+}

@@ -166,7 +166,11 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := cluster.ParseSettings(b); err != nil {
+			st, err := cluster.ParseSettings(b)
+			if err == nil {
+				err = validateSettings(st)
+			}
+			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			if _, err := cluster.NewLocalClient(applyDir).ConfigApply(cmd.Context(), b); err != nil {
@@ -228,4 +232,45 @@ func newRaftCmd() *cobra.Command {
 	transfer.Flags().StringVar(&to, "to", "", "the member to hand leadership to (required)")
 	r.AddCommand(transfer)
 	return r
+}
+
+func newDrillCmd() *cobra.Command {
+	d := &cobra.Command{Use: "drill", Short: "Drills: force check results to rehearse failovers"}
+	var dataDir, node, check string
+	var pass bool
+	var dur time.Duration
+	inject := &cobra.Command{
+		Use:   "inject --node NODE --check CHECK [--pass] --for 30s",
+		Short: "Force a health check's result on a node for a while (failing unless --pass)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if check == "" {
+				return fmt.Errorf("--check: the check's name or kind:name is required")
+			}
+			req := cluster.DrillRequest{Node: node, Check: check, Passing: pass, For: cluster.Duration(dur)}
+			if err := cluster.NewLocalClient(dataDir).Drill(cmd.Context(), req); err != nil {
+				return err
+			}
+			verdict := "failing"
+			if pass {
+				verdict = "passing"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "check %s on %s forced %s for %v\n", check, dash(node), verdict, dur)
+			return nil
+		},
+	}
+	dataDirFlag(inject, &dataDir)
+	inject.Flags().StringVar(&node, "node", "", "the node (default: this one)")
+	inject.Flags().StringVar(&check, "check", "", "the check, by name or kind:name (e.g. http:service)")
+	inject.Flags().BoolVar(&pass, "pass", false, "force passing instead of failing")
+	inject.Flags().DurationVar(&dur, "for", 30*time.Second, "how long")
+	d.AddCommand(inject)
+	return d
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

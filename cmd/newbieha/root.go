@@ -28,7 +28,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInitCmd(), newJoinCmd(), newAgentCmd(), newStatusCmd(), newTokenCmd(), newRemoveCmd(), newVersionCmd(),
-		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newConfigCmd(), newVIPCmd(), newRaftCmd())
+		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newConfigCmd(), newVIPCmd(), newRaftCmd(), newDrillCmd())
 	return root
 }
 
@@ -79,7 +79,11 @@ func newInitCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("--cluster-config: %w", err)
 				}
-				if _, err := cluster.ParseSettings(b); err != nil {
+				st, err := cluster.ParseSettings(b)
+				if err == nil {
+					err = validateSettings(st)
+				}
+				if err != nil {
 					return fmt.Errorf("--cluster-config %s: %w", clusterConfig, err)
 				}
 				opts.ClusterConfig = b
@@ -168,8 +172,12 @@ func newAgentCmd() *cobra.Command {
 			} else if ok {
 				logger.Info("removed any VIP left from before", "vip", a.String())
 			}
-			cfg := cluster.Config{DataDir: dataDir, Node: nc, Logger: logger}
+			cfg := cluster.Config{DataDir: dataDir, Node: nc, Logger: logger, ValidateSettings: validateSettings}
 			if nc.Role == fsm.RoleGPU {
+				svcCtx, stopSvcs := context.WithCancel(cmd.Context())
+				svcs := newServices(svcCtx, dataDir, nc.Name, logger)
+				defer func() { svcs.Close(); stopSvcs() }()
+				cfg.Health, cfg.Workload, cfg.OnSettings, cfg.Drill = svcs, svcs, svcs.OnSettings, svcs.Drill
 				if cfg.Node.VIPInterface == "" {
 					if cfg.Node.VIPInterface, err = ifaceOf(nc.Advertise); err != nil {
 						return err
@@ -264,7 +272,13 @@ func printStatus(w io.Writer, st cluster.Status) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft, yes(mb.Voter), yes(mb.HoldsVIP), health)
 	}
-	return tw.Flush()
+	if st.Blocked != "" {
+		fmt.Fprintf(tw, "\nactive stays:\t%s\n", st.Blocked)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printDetails(w, st)
 }
 
 func newTokenCmd() *cobra.Command {

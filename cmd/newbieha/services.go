@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"gopkg.in/yaml.v3"
+
+	"github.com/newbieha/newbieha/cluster"
+	"github.com/newbieha/newbieha/cluster/pki"
+	"github.com/newbieha/newbieha/health"
+	"github.com/newbieha/newbieha/health/gpu"
+	wruntime "github.com/newbieha/newbieha/runtime"
+)
+
+// services are a GPU node's health checks and workload, rebuilt from the
+// replicated settings whenever they change. They implement the small
+// interfaces the cluster package declares (HealthReporter, Workload).
+type services struct {
+	ctx     context.Context
+	node    string
+	cluster string // cluster id for container labels
+	log     hclog.Logger
+
+	mu        sync.Mutex
+	runner    *health.Runner
+	gpu       *gpu.Reader
+	checksKey string
+	rec       *wruntime.Reconciler
+	recStop   context.CancelFunc
+	recDone   chan struct{}
+	driver    wruntime.Driver
+	svcKey    string
+	active    bool
+}
+
+func newServices(ctx context.Context, dataDir, node string, log hclog.Logger) *services {
+	id := "newbieha"
+	if b, err := pki.LoadBundle(filepath.Join(dataDir, "tls")); err == nil {
+		id = "nbha-" + pki.Hash(b.CA.Cert)[:12]
+	}
+	return &services{ctx: ctx, node: node, cluster: id, log: log}
+}
+
+// checksOf turns the settings into health checks: the configured ones, and
+// service.health_url as a required http check named "service".
+func checksOf(s cluster.Settings) (health.Config, error) {
+	var cfg health.Config
+	if len(s.Checks) > 0 {
+		// The replicated form is JSON, which is YAML too; yaml.v3 reads
+		// durations such as "1s" and refuses unknown keys.
+		j, err := json.Marshal(s.Checks)
+		if err != nil {
+			return cfg, fmt.Errorf("checks: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(j))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg.Checks); err != nil {
+			return cfg, fmt.Errorf("checks: %w", err)
+		}
+	}
+	if s.Service.HealthURL != "" {
+		cfg.Checks = append(cfg.Checks, health.CheckConfig{Name: "service", Kind: "http", Required: true, HTTP: &health.HTTPConfig{URL: s.Service.HealthURL}})
+	}
+	if s.Service.Runtime == "docker" {
+		cfg.Checks = append(cfg.Checks, health.CheckConfig{Name: "container", Kind: "container", Required: true})
+	}
+	cfg = cfg.WithDefaults()
+	return cfg, cfg.Validate()
+}
+
+// specOf returns the container spec of runtime docker.
+func specOf(ctx context.Context, s cluster.Settings) (wruntime.Spec, error) {
+	if s.Service.ComposeFile != "" {
+		return wruntime.LoadCompose(ctx, s.Service.ComposeFile, s.Service.ComposeService)
+	}
+	var spec wruntime.Spec
+	j, err := json.Marshal(s.Service.Container)
+	if err != nil {
+		return spec, fmt.Errorf("service.container: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(j))
+	dec.KnownFields(true)
+	if err := dec.Decode(&spec); err != nil {
+		return spec, fmt.Errorf("service.container: %w", err)
+	}
+	if err := spec.Validate(); err != nil {
+		return spec, fmt.Errorf("service.container: %w", err)
+	}
+	return spec, nil
+}
+
+// validateSettings checks the parts of the settings whose schema belongs to
+// health and runtime.
+func validateSettings(s cluster.Settings) error {
+	var errs []error
+	if _, err := checksOf(s); err != nil {
+		errs = append(errs, err)
+	}
+	if s.Service.Runtime == "docker" {
+		if _, err := specOf(context.Background(), s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// OnSettings rebuilds what changed.
+func (v *services) OnSettings(s cluster.Settings) {
+	if err := v.applyChecks(s); err != nil {
+		v.log.Error("health checks not changed", "error", err)
+	}
+	if err := v.applyService(s); err != nil {
+		v.log.Error("workload not changed", "error", err)
+	}
+}
+
+func (v *services) applyChecks(s cluster.Settings) error {
+	cfg, err := checksOf(s)
+	if err != nil {
+		return err
+	}
+	key, _ := json.Marshal(cfg)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if string(key) == v.checksKey {
+		return nil
+	}
+	deps := health.Deps{Container: health.ContainerInspectorFunc(v.inspect)}
+	for _, c := range cfg.Checks {
+		if c.Kind == "gpu" && v.gpu == nil {
+			v.gpu = gpu.New(gpu.Options{})
+		}
+	}
+	if v.gpu != nil {
+		deps.GPU = v.gpu
+	}
+	r, err := health.New(cfg, deps)
+	if err != nil {
+		return err
+	}
+	if v.runner != nil {
+		v.runner.Close()
+	}
+	if err := r.Start(v.ctx); err != nil {
+		return err
+	}
+	v.runner, v.checksKey = r, string(key)
+	v.log.Info("health checks configured", "checks", len(cfg.Checks))
+	return nil
+}
+
+func (v *services) applyService(s cluster.Settings) error {
+	key, _ := json.Marshal(s.Service)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if string(key) == v.svcKey {
+		return nil
+	}
+	v.stopWorkloadLocked()
+	v.svcKey = string(key)
+	if s.Service.Runtime != "docker" {
+		return nil
+	}
+	spec, err := specOf(v.ctx, s)
+	if err != nil {
+		return err
+	}
+	mode, err := wruntime.ParseMode(s.Service.Standby)
+	if err != nil {
+		return err
+	}
+	d, err := wruntime.NewDocker(wruntime.DockerConfig{Cluster: v.cluster, Node: v.node})
+	if err != nil {
+		return err
+	}
+	rec, err := wruntime.NewReconciler(wruntime.ReconcilerConfig{Driver: d, Spec: spec, Mode: mode, Logger: v.log.Named("runtime")})
+	if err != nil {
+		d.Close()
+		return err
+	}
+	rec.Update(v.active)
+	ctx, cancel := context.WithCancel(v.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = rec.Run(ctx)
+	}()
+	v.rec, v.recStop, v.recDone, v.driver = rec, cancel, done, d
+	v.log.Info("workload configured", "container", spec.Name, "image", spec.Image, "standby", mode)
+	return nil
+}
+
+func (v *services) stopWorkloadLocked() {
+	if v.rec == nil {
+		return
+	}
+	v.recStop()
+	<-v.recDone
+	_ = v.driver.Close()
+	v.rec, v.driver = nil, nil
+}
+
+// inspect adapts the runtime's view for the container check.
+func (v *services) inspect(ctx context.Context) (health.ContainerState, error) {
+	v.mu.Lock()
+	d := v.driver
+	v.mu.Unlock()
+	if d == nil {
+		return health.ContainerState{}, errors.New("no container: service.runtime is not docker")
+	}
+	st, err := d.Inspect(ctx)
+	if err != nil {
+		return health.ContainerState{}, err
+	}
+	return health.ContainerState{Exists: st.Exists, Running: st.Running, Status: st.Status, Health: st.Health, RestartCount: st.RestartCount, ExitCode: st.ExitCode}, nil
+}
+
+// Healthy implements cluster.HealthReporter.
+func (v *services) Healthy() (bool, string) {
+	v.mu.Lock()
+	r := v.runner
+	v.mu.Unlock()
+	if r == nil {
+		return true, ""
+	}
+	rep := r.Report()
+	if rep.Healthy {
+		return true, ""
+	}
+	why := rep.Reason
+	for _, c := range rep.Checks {
+		if string(c.Kind)+":"+c.Name == rep.Reason && c.Injected {
+			why += " (drill)"
+		}
+	}
+	return false, why
+}
+
+// Detail implements cluster.HealthReporter.
+func (v *services) Detail() any {
+	v.mu.Lock()
+	r := v.runner
+	rec := v.rec
+	v.mu.Unlock()
+	out := map[string]any{}
+	if r != nil {
+		out["report"] = r.Report()
+	}
+	if rec != nil {
+		out["workload"] = rec.Status()
+	}
+	return out
+}
+
+// SetActive implements cluster.Workload.
+func (v *services) SetActive(active bool) {
+	v.mu.Lock()
+	changed := active != v.active
+	v.active = active
+	rec := v.rec
+	v.mu.Unlock()
+	if rec != nil && changed {
+		rec.Update(active)
+	}
+}
+
+// Drill forces a check's result until a time.
+func (v *services) Drill(check string, passing bool, until time.Time) error {
+	v.mu.Lock()
+	r := v.runner
+	v.mu.Unlock()
+	if r == nil {
+		return errors.New("no health checks are configured")
+	}
+	st := health.StatusFailing
+	if passing {
+		st = health.StatusPassing
+	}
+	return r.Inject(check, st, until)
+}
+
+// Close stops everything.
+func (v *services) Close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.runner != nil {
+		v.runner.Close()
+		v.runner = nil
+	}
+	v.stopWorkloadLocked()
+	if v.gpu != nil {
+		_ = v.gpu.Close()
+		v.gpu = nil
+	}
+}

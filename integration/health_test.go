@@ -1,0 +1,96 @@
+//go:build integration
+
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fault switches the stub model server on h (POST /fault, inside h's namespace).
+func (f *failoverLab) fault(h *host, mode string) {
+	f.t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", h.ns, "curl", "-sS", "-m", "5", "-X", "POST",
+		"-d", `{"mode":"`+mode+`"}`, "http://127.0.0.1:8080/fault").CombinedOutput()
+	if err != nil {
+		f.t.Fatalf("set fault %s on %s: %v: %s", mode, h.name, err, out)
+	}
+}
+
+// healthOf reads a member's own verdict from status.
+func (f *failoverLab) blocked(on *host) (string, error) {
+	out, err := f.cli(on, "status", "--data-dir", on.dataDir, "--output", "json")
+	if err != nil {
+		return "", err
+	}
+	var s struct {
+		Blocked string `json:"blocked"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		return "", err
+	}
+	return s.Blocked, nil
+}
+
+func TestHealth_ErrorsMoveTheVIPOnceAndBothBadStays(t *testing.T) {
+	f := newFailoverLabWith(t, "failover:\n  hold_down: 3s\n")
+	// The stub on node1 starts answering 500s: the VIP moves to node2.
+	wait := f.watch("--until", "node2", "--duration", "40s")
+	time.Sleep(300 * time.Millisecond)
+	began := time.Now()
+	f.fault(f.n1, "error")
+	r := wait()
+	if r.Last != "node2" {
+		t.Fatalf("client last saw %q", r.Last)
+	}
+	checkOneMAC(t, r)
+	t.Logf("service errors to node2 serving: %v", time.Since(began).Round(time.Millisecond))
+	h := f.checkHistory(f.n1, f.n2, f.w)
+	if got := lastReason(h); got != "node2/health:node1:http:service" {
+		t.Fatalf("history ends with %s", got)
+	}
+
+	// node1 recovers: nothing moves back (no preemption).
+	f.fault(f.n1, "none")
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if f.holds(f.n1) || !f.holds(f.n2) {
+			t.Fatal("the VIP moved back to node1 after it recovered")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A drill forces node2's check to fail: the role moves to node1, and
+	// history says it was a drill.
+	f.mustCLI(f.w, "drill", "inject", "--node", "node2", "--check", "http:service", "--for", "20s", "--data-dir", f.w.dataDir)
+	waitFor(t, 20*time.Second, "the drill to move the VIP to node1", func() error {
+		if !f.holds(f.n1) || f.holds(f.n2) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	h = f.checkHistory(f.n1, f.n2, f.w)
+	if got := lastReason(h); got != "node1/health:node2:http:service (drill)" {
+		t.Fatalf("history ends with %s", got)
+	}
+
+	// Both unhealthy: the VIP stays, and status says why.
+	f.fault(f.n1, "error")
+	waitFor(t, 20*time.Second, "status to say why nothing moves", func() error {
+		b, err := f.blocked(f.w)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(b, "no other GPU node can take over") {
+			return fmt.Errorf("blocked = %q", b)
+		}
+		return nil
+	})
+	if !f.holds(f.n1) || f.holds(f.n2) {
+		t.Fatal("the VIP moved although both GPU nodes are unhealthy")
+	}
+}
