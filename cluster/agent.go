@@ -108,8 +108,9 @@ type Agent struct {
 	settingsRaw string
 	settingsVal Settings
 
-	remoteSrv *http.Server
-	localSrv  *http.Server
+	remoteSrv  *http.Server
+	localSrv   *http.Server
+	metricsSrv *http.Server
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -159,10 +160,14 @@ func Start(cfg Config) (_ *Agent, err error) {
 	if err := a.serve(); err != nil {
 		return nil, err
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.ctl.run(a.ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.ctl.conflictLoop(a.ctx)
 	}()
 	if !hadState {
 		a.wg.Add(1)
@@ -194,10 +199,26 @@ func (a *Agent) serve() error {
 	a.remoteSrv = &http.Server{Handler: a.handler(true), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}
 	a.localSrv = &http.Server{Handler: a.handler(false), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}
 	tlsLn := tls.NewListener(remoteLn, a.bundle.APIServerConfig())
-	for _, s := range []struct {
+	servers := []struct {
 		srv *http.Server
 		ln  net.Listener
-	}{{a.remoteSrv, tlsLn}, {a.localSrv, localLn}} {
+	}{{a.remoteSrv, tlsLn}, {a.localSrv, localLn}}
+	if addr := a.cfg.Node.MetricsAddr; addr != "" {
+		mln, err := net.Listen("tcp", addr)
+		if err != nil {
+			remoteLn.Close()
+			localLn.Close()
+			return fmt.Errorf("listen metrics %s: %w", addr, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /metrics", a.handleMetrics)
+		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+		servers = append(servers, struct {
+			srv *http.Server
+			ln  net.Listener
+		}{a.metricsSrv, mln})
+	}
+	for _, s := range servers {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -247,7 +268,7 @@ func (a *Agent) Close() error {
 		var errs []error
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		for _, s := range []*http.Server{a.remoteSrv, a.localSrv} {
+		for _, s := range []*http.Server{a.remoteSrv, a.localSrv, a.metricsSrv} {
 			if s == nil {
 				continue
 			}

@@ -36,6 +36,7 @@ func (a *Agent) handler(remote bool) http.Handler {
 	mux.HandleFunc("POST /v1/internal/apply", a.handleApply)
 	mux.HandleFunc("POST /v1/internal/voter", a.handleVoter)
 	a.routesOps(mux)
+	mux.HandleFunc("GET /v1/metrics", a.handleMetrics)
 	if !remote {
 		return mux
 	}
@@ -70,6 +71,7 @@ func (a *Agent) self() SelfReport {
 	healthy, why := a.ownHealth()
 	rep := SelfReport{Name: a.Name(), Role: a.cfg.Node.Role, Raft: a.RaftState(), Leader: a.Leader(), Term: term, AppliedIndex: applied,
 		HoldsVIP: a.ctl.holdsVIP(), Healthy: healthy, HealthReason: why, Blocked: a.ctl.blockedReason()}
+	rep.VIPConflict, _ = a.ctl.conflictState()
 	if a.cfg.Health != nil {
 		rep.Health = a.cfg.Health.Detail()
 	}

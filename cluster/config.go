@@ -73,6 +73,9 @@ type NodeConfig struct {
 	VIPInterface string      `yaml:"vip_interface,omitempty"`
 	Raft         RaftTimings `yaml:"raft"`
 	LogLevel     string      `yaml:"log_level,omitempty"`
+	// MetricsAddr, when set, serves Prometheus metrics over plain HTTP
+	// (e.g. 127.0.0.1:7703). They are also at /v1/metrics on the API.
+	MetricsAddr string `yaml:"metrics_addr,omitempty"`
 }
 
 // DefaultNodeConfig returns a config with every default filled in.
@@ -126,6 +129,11 @@ func (c NodeConfig) Validate() error {
 	for i, j := range c.Join {
 		if _, err := netip.ParseAddrPort(j); err != nil {
 			errs = append(errs, fmt.Errorf("key \"join[%d]\": %q is not ip:port", i, j))
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, err := netip.ParseAddrPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("key \"metrics_addr\": %q is not ip:port", c.MetricsAddr))
 		}
 	}
 	if err := c.Raft.Validate(); err != nil {

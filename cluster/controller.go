@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -23,6 +24,9 @@ type VIP interface {
 	Announce(ctx context.Context) error
 	Release() error
 	Held() (bool, time.Duration, error)
+	// Probe asks the segment by ARP who answers for the VIP now and
+	// returns every MAC but this host's.
+	Probe(ctx context.Context, timeout time.Duration) ([]net.HardwareAddr, error)
 	Close() error
 }
 
@@ -77,6 +81,8 @@ type controller struct {
 	lastXfer    time.Time // last leadership transfer attempt from a witness
 	lastErr     string
 	blocked     string // why the leader does not move the active role
+	conflict    string // the last VIP conflict seen by probing, "" if none
+	conflicts   uint64 // probes that found a conflict
 	lastRaw     string // settings last handed to OnSettings
 
 	wake    chan struct{}
@@ -493,6 +499,83 @@ func (c *controller) holdsVIP() bool {
 	}
 	held, _, err := c.vip.Held()
 	return err == nil && held
+}
+
+// checkConflict probes who answers for the VIP: a holder must hear nobody
+// else; a GPU node that does not hold it must hear at most one MAC. On a
+// conflict the holder announces again, so clients move back to it.
+func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
+	c.mu.Lock()
+	v := c.vip
+	c.mu.Unlock()
+	if v == nil {
+		return
+	}
+	held, _, err := v.Held()
+	if err != nil {
+		return
+	}
+	macs, err := v.Probe(ctx, timeout)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.setErr(fmt.Errorf("vip conflict probe: %w", err))
+		}
+		return
+	}
+	var names []string
+	for _, m := range macs {
+		names = append(names, m.String())
+	}
+	why := ""
+	switch {
+	case held && len(macs) > 0:
+		why = fmt.Sprintf("%s holds the VIP and %s also answer(s) for it", c.a.Name(), strings.Join(names, ", "))
+	case !held && len(macs) > 1:
+		why = fmt.Sprintf("%s sees %d hosts answer for the VIP: %s", c.a.Name(), len(macs), strings.Join(names, ", "))
+	}
+	c.mu.Lock()
+	changed := why != c.conflict
+	c.conflict = why
+	if why != "" {
+		c.conflicts++
+	}
+	c.mu.Unlock()
+	if why == "" {
+		if changed {
+			c.a.log.Info("VIP conflict cleared")
+		}
+		return
+	}
+	c.a.log.Error("VIP CONFLICT", "detail", why)
+	if held {
+		if err := v.Announce(ctx); err != nil {
+			c.setErr(fmt.Errorf("re-announce after conflict: %w", err))
+		}
+	}
+}
+
+// conflictLoop probes for VIP conflicts every interval until ctx ends.
+func (c *controller) conflictLoop(ctx context.Context) {
+	for {
+		interval := time.Duration(c.a.settings().VIP.ConflictProbeInterval)
+		if interval > 0 {
+			c.checkConflict(ctx, interval/4)
+		} else {
+			interval = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// conflictState returns the current conflict and the count so far.
+func (c *controller) conflictState() (string, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conflict, c.conflicts
 }
 
 // pauseLeaderDuties stops the leader from re-taking the active role while

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,3 +222,59 @@ func TestController_MaintenanceFreezesAndFailoverErrors(t *testing.T) {
 }
 
 func raftAddr(n *testNode) raftServerAddress { return raftServerAddress(n.agent.cfg.Node.RaftAddr()) }
+
+func TestController_VIPConflictIsReportedAndReannounced(t *testing.T) {
+	c := newTestCluster(t)
+	c.wire = newFakeWire(t)
+	c.settings = []byte(testVIPSettings + "  conflict_probe_interval: 200ms\n")
+	c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", fsm.RoleGPU, "node1")
+	c.join("witness", "127.0.0.3", fsm.RoleWitness, "node1")
+	c.waitHolder("node1")
+	ctx := context.Background()
+	if st := c.nodes["witness"].agent.Status(ctx); st.VIP.Conflict != "" {
+		t.Fatalf("conflict reported with one holder: %q", st.VIP.Conflict)
+	}
+	c.wire.mu.Lock()
+	before := c.wire.announces["node1"]
+	c.wire.foreign = []net.HardwareAddr{{0xde, 0xad, 0xbe, 0xef, 0, 1}}
+	c.wire.mu.Unlock()
+	waitFor(t, 10*time.Second, "the conflict in status", func() error {
+		st := c.nodes["witness"].agent.Status(ctx)
+		if !strings.Contains(st.VIP.Conflict, "node1 holds the VIP and de:ad:be:ef:00:01 also answer") {
+			return fmt.Errorf("conflict = %q", st.VIP.Conflict)
+		}
+		return nil
+	})
+	c.wire.mu.Lock()
+	after := c.wire.announces["node1"]
+	c.wire.foreign = nil
+	c.wire.mu.Unlock()
+	if after <= before {
+		t.Fatal("the holder did not announce again on a conflict")
+	}
+	waitFor(t, 10*time.Second, "the conflict to clear", func() error {
+		if st := c.nodes["witness"].agent.Status(ctx); st.VIP.Conflict != "" {
+			return fmt.Errorf("conflict = %q", st.VIP.Conflict)
+		}
+		return nil
+	})
+}
+
+func TestMetrics_ReflectTheState(t *testing.T) {
+	c := newVIPCluster(t)
+	var out strings.Builder
+	c.nodes["node1"].agent.writeMetrics(&out)
+	for _, want := range []string{"newbieha_raft_leader 1", "newbieha_active 1", "newbieha_vip_held 1", "newbieha_epoch 1", "newbieha_healthy 1", `newbieha_info{name="node1",role="gpu"} 1`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("node1 metrics lack %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	c.nodes["witness"].agent.writeMetrics(&out)
+	for _, want := range []string{"newbieha_raft_leader 0", "newbieha_active 0", "newbieha_vip_held 0", "newbieha_healthy 0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("witness metrics lack %q", want)
+		}
+	}
+}

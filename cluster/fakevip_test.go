@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -12,11 +13,13 @@ import (
 // fakeWire is a shared L2 segment for fake VIPs: it knows which node holds
 // the address until when, and fails the test if two hold it at once.
 type fakeWire struct {
-	t       *testing.T
-	mu      sync.Mutex
-	expiry  map[string]time.Time // node -> lease end; absent = not held
-	claims  []fakeClaim
-	crashed map[string]bool // Release does nothing: the lease runs out by itself
+	t         *testing.T
+	mu        sync.Mutex
+	expiry    map[string]time.Time // node -> lease end; absent = not held
+	claims    []fakeClaim
+	crashed   map[string]bool    // Release does nothing: the lease runs out by itself
+	foreign   []net.HardwareAddr // hosts outside the cluster that answer for the VIP
+	announces map[string]int
 }
 
 type fakeClaim struct {
@@ -26,7 +29,7 @@ type fakeClaim struct {
 }
 
 func newFakeWire(t *testing.T) *fakeWire {
-	return &fakeWire{t: t, expiry: map[string]time.Time{}, crashed: map[string]bool{}}
+	return &fakeWire{t: t, expiry: map[string]time.Time{}, crashed: map[string]bool{}, announces: map[string]int{}}
 }
 
 // factory returns a VIPFactory for node.
@@ -92,8 +95,26 @@ func (v *fakeVIP) put(notAfter time.Time, claim bool) error {
 
 func (v *fakeVIP) Claim(_ context.Context, notAfter time.Time) error { return v.put(notAfter, true) }
 func (v *fakeVIP) Renew(_ context.Context, notAfter time.Time) error { return v.put(notAfter, false) }
-func (v *fakeVIP) Announce(context.Context) error                    { return nil }
-func (v *fakeVIP) Close() error                                      { return nil }
+func (v *fakeVIP) Announce(context.Context) error {
+	v.w.mu.Lock()
+	v.w.announces[v.node]++
+	v.w.mu.Unlock()
+	return nil
+}
+
+// Probe answers like ARP: every other holder and every foreign host.
+func (v *fakeVIP) Probe(context.Context, time.Duration) ([]net.HardwareAddr, error) {
+	v.w.mu.Lock()
+	defer v.w.mu.Unlock()
+	out := append([]net.HardwareAddr(nil), v.w.foreign...)
+	for n, e := range v.w.expiry {
+		if n != v.node && time.Now().Before(e) {
+			out = append(out, net.HardwareAddr{2, 0, 0, 0, 0, byte(len(n))})
+		}
+	}
+	return out, nil
+}
+func (v *fakeVIP) Close() error { return nil }
 
 // crash makes node's agent unable to release: as if it died.
 func (w *fakeWire) crash(node string) {

@@ -48,6 +48,9 @@ type VIPSettings struct {
 	// GARPRefresh, when set, re-announces the VIP this often while held
 	// (garp_master_refresh); zero turns it off.
 	GARPRefresh Duration `yaml:"garp_refresh" json:"garp_refresh"`
+	// ConflictProbeInterval is how often GPU nodes ask by ARP who answers
+	// for the VIP (0 turns conflict detection off).
+	ConflictProbeInterval Duration `yaml:"conflict_probe_interval" json:"conflict_probe_interval"`
 }
 
 // ServiceSettings describe the service the active node answers for.
@@ -92,7 +95,7 @@ type Timings struct {
 // DefaultSettings returns settings with every default filled in.
 func DefaultSettings() Settings {
 	return Settings{
-		VIP:      VIPSettings{GARPRepeat: 5, GARPInterval: Duration(200 * time.Millisecond)},
+		VIP:      VIPSettings{GARPRepeat: 5, GARPInterval: Duration(200 * time.Millisecond), ConflictProbeInterval: Duration(2 * time.Second)},
 		Service:  ServiceSettings{Runtime: "none", Standby: "hot"},
 		Failover: FailoverSettings{HoldDown: Duration(30 * time.Second)},
 		Timings: Timings{
@@ -141,6 +144,9 @@ func (s Settings) Validate() error {
 	}
 	if d := time.Duration(s.VIP.GARPInterval); d < 10*time.Millisecond || d > 10*time.Second {
 		errs = append(errs, fmt.Errorf("key \"vip.garp_interval\": %v must be 10ms-10s", d))
+	}
+	if d := time.Duration(s.VIP.ConflictProbeInterval); d != 0 && (d < 200*time.Millisecond || d > time.Hour) {
+		errs = append(errs, fmt.Errorf("key \"vip.conflict_probe_interval\": %v must be 0 (off) or 200ms-1h", d))
 	}
 	if d := time.Duration(s.VIP.GARPRefresh); d != 0 && d < time.Second {
 		errs = append(errs, fmt.Errorf("key \"vip.garp_refresh\": %v must be 0 (off) or at least 1s", d))

@@ -60,6 +60,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 				mu.Unlock()
 			}
 			ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason, ms.Health = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason, self.Health
+			ms.VIPConflict = self.VIPConflict
 			add(ms)
 			continue
 		}
@@ -80,6 +81,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 					mu.Unlock()
 				}
 				ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason, ms.Health = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason, self.Health
+				ms.VIPConflict = self.VIPConflict
 			}
 			add(ms)
 		}()
@@ -96,9 +98,16 @@ func (a *Agent) Status(ctx context.Context) Status {
 	if len(holders) > 0 {
 		out.VIP.Holder = holders[0]
 	}
+	var conflicts []string
 	if len(holders) > 1 {
-		out.VIP.Conflict = "held by " + strings.Join(holders, " and ")
+		conflicts = append(conflicts, "held by "+strings.Join(holders, " and "))
 	}
+	for _, m := range out.Members {
+		if m.VIPConflict != "" {
+			conflicts = append(conflicts, m.VIPConflict)
+		}
+	}
+	out.VIP.Conflict = strings.Join(conflicts, "; ")
 	return out
 }
 

@@ -64,6 +64,8 @@ type SelfReport struct {
 	Health any `json:"health,omitempty"`
 	// Blocked is, on the leader, why the active role stays put.
 	Blocked string `json:"blocked,omitempty"`
+	// VIPConflict is what this member's last ARP probe found wrong.
+	VIPConflict string `json:"vip_conflict,omitempty"`
 }
 
 // Status is the cluster as seen from one member.
@@ -109,6 +111,8 @@ type MemberStatus struct {
 	JoinedAt     time.Time `json:"joined_at"`
 	// Health is the member's full report (checks, GPU telemetry).
 	Health any `json:"health,omitempty"`
+	// VIPConflict is what the member's last ARP probe found wrong.
+	VIPConflict string `json:"vip_conflict,omitempty"`
 }
 
 // Raft states as Status reports them.

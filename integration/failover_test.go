@@ -108,8 +108,8 @@ type watchReport struct {
 	Failed   int            `json:"failed"`
 	ByNode   map[string]int `json:"by_node"`
 	Switches []struct {
-		From     string  `json:"from"`
-		To       string  `json:"to"`
+		From     string    `json:"from"`
+		To       string    `json:"to"`
 		OutageMs float64   `json:"outage_ms"`
 		Failed   int       `json:"failed"`
 		At       time.Time `json:"at"`
