@@ -42,8 +42,8 @@ func TestSettingsValidation_NamesTheKey(t *testing.T) {
 	cases := map[string]string{
 		"checks:\n  - {name: x, kind: http, timeout: 5s, interval: 1s, http: {url: 'http://a/'}}\n": "timeout",
 		"checks:\n  - {name: x, kind: http, colour: red, http: {url: 'http://a/'}}\n":               "colour",
-		"service:\n  runtime: docker\n  container: {name: m}\n":                                    "image",
-		"service:\n  runtime: docker\n  container: {name: m, image: i, flavour: x}\n":              "flavour",
+		"service:\n  runtime: docker\n  container: {name: m}\n":                                     "image",
+		"service:\n  runtime: docker\n  container: {name: m, image: i, flavour: x}\n":               "flavour",
 	}
 	for doc, want := range cases {
 		s, err := cluster.ParseSettings([]byte(doc))
