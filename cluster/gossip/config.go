@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
 )
 
 // KeySize is the length of the gossip key: AES-256.
@@ -97,6 +98,9 @@ type Config struct {
 	// OnChange calls; it must return for Close to return. Read the new
 	// view with Members.
 	OnChange func()
+
+	// tweak, for tests only, adjusts memberlist's config last.
+	tweak func(*memberlist.Config)
 }
 
 // withDefaults returns c with zero fields set to their defaults.

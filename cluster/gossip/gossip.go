@@ -106,8 +106,8 @@ type Gossip struct {
 	seq     uint64            // this node's latest state sequence
 	states  map[string]*entry // newest state per origin, this node included
 	peers   map[string]*peer
-	owed    map[string]bool // peers that need this node's state sent directly
-	owedAll bool
+	syncs   map[string]bool // peers owed a push/pull (they just came alive)
+	sendAll bool            // every live peer is owed this node's state over TCP
 	// forgotten names were dropped with Forget: their states are ignored
 	// and they are not reconnected until they are seen alive again.
 	forgotten map[string]bool
@@ -130,7 +130,7 @@ func New(cfg Config) (*Gossip, error) {
 		log:       cfg.Logger,
 		states:    make(map[string]*entry),
 		peers:     make(map[string]*peer),
-		owed:      make(map[string]bool),
+		syncs:     make(map[string]bool),
 		forgotten: make(map[string]bool),
 		changeCh:  make(chan struct{}, 1),
 		sendCh:    make(chan struct{}, 1),
@@ -163,6 +163,9 @@ func New(cfg Config) (*Gossip, error) {
 	mc.Delegate = delegate{g}
 	mc.Events = events{g}
 	mc.Logger = cfg.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	if cfg.tweak != nil {
+		cfg.tweak(mc)
+	}
 	g.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return int(g.alive.Load()) },
 		RetransmitMult: mc.RetransmitMult,
@@ -282,7 +285,7 @@ func (g *Gossip) publishLocked(b []byte) error {
 	if len(raw) <= broadcastMax {
 		g.queue.QueueBroadcast(&broadcast{origin: g.cfg.Name, seq: g.seq, msg: raw})
 	} else {
-		g.owedAll = true
+		g.sendAll = true
 		signal(g.sendCh)
 	}
 	signal(g.changeCh)
@@ -327,7 +330,7 @@ func (g *Gossip) Forget(name string) error {
 	}
 	delete(g.peers, name)
 	delete(g.states, name)
-	delete(g.owed, name)
+	delete(g.syncs, name)
 	g.forgotten[name] = true
 	signal(g.changeCh)
 	return nil
@@ -442,10 +445,16 @@ func (g *Gossip) notifyLoop() {
 	}
 }
 
-// sendLoop sends this node's state directly (TCP) to peers that need it:
-// every live peer when the state is too large for the broadcast queue, and
-// each peer that just joined, so it does not wait for the next change or
-// push/pull.
+// sendLoop works off, outside memberlist's goroutines, what events left
+// owed: a full push/pull with each peer that just came alive, and a direct
+// TCP send of this node's state to every live peer when the state is too
+// large for the broadcast queue.
+//
+// The push/pull matters for a node that restarts at its old address
+// without joining: the others learn it is alive from its refutation,
+// piggybacked on an ack, but nothing tells it about them until a periodic
+// push/pull happens to pick it. Syncing on every join event closes that gap
+// at once and hands the newcomer every state, in both directions.
 func (g *Gossip) sendLoop() {
 	defer g.wg.Done()
 	for {
@@ -456,20 +465,29 @@ func (g *Gossip) sendLoop() {
 		}
 		g.mu.Lock()
 		own := g.states[g.cfg.Name]
-		var to []*memberlist.Node
+		var syncs []string
+		var sends []*memberlist.Node
 		for name, p := range g.peers {
-			if name != g.cfg.Name && p.alive && (g.owedAll || g.owed[name]) {
-				to = append(to, &memberlist.Node{Name: name, Addr: p.ip, Port: p.port})
+			switch {
+			case name == g.cfg.Name || !p.alive:
+			case g.syncs[name]:
+				syncs = append(syncs, p.addr())
+			case g.sendAll && own != nil:
+				sends = append(sends, &memberlist.Node{Name: name, Addr: p.ip, Port: p.port})
 			}
 		}
-		g.owedAll = false
-		clear(g.owed)
+		g.sendAll = false
+		clear(g.syncs)
 		g.mu.Unlock()
-		if own == nil {
-			continue // nothing published yet; publishing will spread it
-		}
 		var wg sync.WaitGroup
-		for _, n := range to {
+		for _, a := range syncs {
+			wg.Go(func() {
+				if err := g.pushPull(a); err != nil {
+					g.log.Warn("sync with new peer", "addr", a, "error", err)
+				}
+			})
+		}
+		for _, n := range sends {
 			wg.Go(func() {
 				if err := g.ml.SendReliable(n, own.raw); err != nil {
 					g.log.Warn("send state to peer", "peer", n.Name, "error", err)
@@ -478,6 +496,20 @@ func (g *Gossip) sendLoop() {
 		}
 		wg.Wait()
 	}
+}
+
+// pushPull exchanges full state (membership and every node's state) with
+// the node at addr.
+func (g *Gossip) pushPull(addr string) error {
+	g.life.RLock()
+	defer g.life.RUnlock()
+	if g.closed {
+		return ErrClosed
+	}
+	if _, err := g.ml.Join([]string{addr}); err != nil {
+		return &joinError{addrs: []string{addr}, err: err}
+	}
+	return nil
 }
 
 // reconnectLoop tries, every ReconnectInterval, to join again each peer
@@ -508,15 +540,11 @@ func (g *Gossip) reconnectLoop() {
 				return
 			default:
 			}
-			g.life.RLock()
-			if !g.closed {
-				if _, err := g.ml.Join([]string{a}); err != nil {
-					g.log.Debug("reconnect failed", "addr", a, "error", err)
-				} else {
-					g.log.Info("reconnected to failed peer", "addr", a)
-				}
+			if err := g.pushPull(a); err != nil {
+				g.log.Debug("reconnect failed", "error", err)
+			} else {
+				g.log.Info("reconnected to failed peer", "addr", a)
 			}
-			g.life.RUnlock()
 		}
 	}
 }
@@ -585,7 +613,7 @@ func (d delegate) MergeRemoteState(buf []byte, join bool) {
 // node lock held: it only records and signals.
 type events struct{ g *Gossip }
 
-// NotifyJoin records a node seen alive and owes it this node's state.
+// NotifyJoin records a node seen alive and owes it a push/pull.
 func (e events) NotifyJoin(n *memberlist.Node) {
 	g := e.g
 	g.mu.Lock()
@@ -597,7 +625,7 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 	}
 	delete(g.forgotten, n.Name)
 	if n.Name != g.cfg.Name {
-		g.owed[n.Name] = true
+		g.syncs[n.Name] = true
 		signal(g.sendCh)
 	}
 	signal(g.changeCh)
@@ -616,7 +644,7 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 		p.alive, p.since = false, time.Now()
 		g.alive.Add(-1)
 	}
-	delete(g.owed, n.Name)
+	delete(g.syncs, n.Name)
 	signal(g.changeCh)
 }
 
