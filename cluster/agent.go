@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/newbieha/newbieha/cluster/gossip"
 	"github.com/newbieha/newbieha/cluster/pki"
 	"github.com/newbieha/newbieha/fsm"
 )
@@ -103,6 +104,7 @@ type Agent struct {
 	node      *raftNode
 	peers     *http.Client
 	ctl       *controller
+	gossip    *gossip.Gossip
 
 	settingsMu  sync.Mutex
 	settingsRaw string
@@ -157,10 +159,22 @@ func Start(cfg Config) (_ *Agent, err error) {
 	}()
 
 	a.ctl = newController(a)
+	if err := a.startGossip(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = a.gossip.Close()
+		}
+	}()
 	if err := a.serve(); err != nil {
 		return nil, err
 	}
-	a.wg.Add(2)
+	a.wg.Add(3)
+	go func() {
+		defer a.wg.Done()
+		a.gossipLoop()
+	}()
 	go func() {
 		defer a.wg.Done()
 		a.ctl.run(a.ctx)
@@ -275,6 +289,12 @@ func (a *Agent) Close() error {
 			if err := s.Shutdown(ctx); err != nil {
 				_ = s.Close()
 			}
+		}
+		if err := a.gossip.Leave(time.Second); err != nil {
+			a.log.Debug("gossip leave", "error", err)
+		}
+		if err := a.gossip.Close(); err != nil {
+			errs = append(errs, err)
 		}
 		if err := a.node.close(); err != nil {
 			errs = append(errs, err)
@@ -454,6 +474,7 @@ func (a *Agent) removeMember(name string) error {
 			return fmt.Errorf("remove server %s: %w", name, err)
 		}
 	}
+	_ = a.gossip.Forget(name)
 	a.log.Info("removed member", "name", name)
 	return nil
 }

@@ -148,7 +148,11 @@ type fakeHealth struct {
 }
 
 func (h *fakeHealth) set(bad string) { h.mu.Lock(); h.bad = bad; h.mu.Unlock() }
-func (h *fakeHealth) Detail() any    { return map[string]string{"fake": h.bad} }
+func (h *fakeHealth) Detail() any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return map[string]string{"fake": h.bad}
+}
 
 func (h *fakeHealth) Healthy() (bool, string) {
 	h.mu.Lock()

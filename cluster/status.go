@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -36,6 +37,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 		names[n] = true
 	}
 
+	view := a.gossipView()
 	var mu sync.Mutex
 	add := func(ms MemberStatus) {
 		mu.Lock()
@@ -87,6 +89,32 @@ func (a *Agent) Status(ctx context.Context) Status {
 		}()
 	}
 	wg.Wait()
+	// Health and telemetry come from gossip: every member's own report,
+	// spread to all (fresh within a few seconds), also when its API does
+	// not answer.
+	for i := range out.Members {
+		m := &out.Members[i]
+		g, ok := view[m.Name]
+		if !ok {
+			continue
+		}
+		m.Alive = g.Alive
+		if g.HasState && m.Name != a.Name() {
+			m.Healthy, m.HealthReason, m.Health = g.State.Healthy, g.State.HealthReason, g.State.Health
+			m.GossipAge = Duration(time.Since(g.UpdatedAt).Round(time.Millisecond))
+			if m.Raft == RaftUnreachable {
+				// No live answer: the last gossiped word on the VIP.
+				m.HoldsVIP = g.State.HoldsVIP
+			}
+		}
+	}
+	if _, ok := view[a.Name()]; ok {
+		for i := range out.Members {
+			if out.Members[i].Name == a.Name() {
+				out.Members[i].Alive = true
+			}
+		}
+	}
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
 	out.VIP.Address = a.settings().VIP.Address
 	var holders []string

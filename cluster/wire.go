@@ -113,6 +113,10 @@ type MemberStatus struct {
 	Health any `json:"health,omitempty"`
 	// VIPConflict is what the member's last ARP probe found wrong.
 	VIPConflict string `json:"vip_conflict,omitempty"`
+	// Alive is gossip's (memberlist's) view of the member.
+	Alive bool `json:"alive"`
+	// GossipAge is how old the member's gossiped health is here.
+	GossipAge Duration `json:"gossip_age,omitempty"`
 }
 
 // Raft states as Status reports them.

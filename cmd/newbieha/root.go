@@ -262,15 +262,15 @@ func printStatus(w io.Writer, st cluster.Status) error {
 		}
 		return "no"
 	}
-	fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tRAFT\tVOTER\tVIP\tHEALTHY")
+	fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tRAFT\tVOTER\tALIVE\tVIP\tHEALTHY")
 	for _, mb := range st.Members {
 		health := yes(mb.Healthy)
-		if mb.Raft == cluster.RaftUnreachable {
+		if mb.Raft == cluster.RaftUnreachable && !mb.Alive {
 			health = "?"
 		} else if mb.HealthReason != "" {
 			health += " (" + mb.HealthReason + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft, yes(mb.Voter), yes(mb.HoldsVIP), health)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft, yes(mb.Voter), yes(mb.Alive), yes(mb.HoldsVIP), health)
 	}
 	if st.Blocked != "" {
 		fmt.Fprintf(tw, "\nactive stays:\t%s\n", st.Blocked)
