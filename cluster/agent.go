@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,10 @@ type Config struct {
 	Workload Workload
 	// Drill forces a check result on this node until a time (drills).
 	Drill func(check string, passing bool, until time.Time) error
+	// ProbeVIP asks by ARP on iface who answers for ip; a node without a
+	// VIP actuator (the witness) uses it to watch for conflicts when it
+	// shares the VIP's segment. nil turns that off.
+	ProbeVIP func(ctx context.Context, iface string, ip netip.Addr, timeout time.Duration) ([]net.HardwareAddr, error)
 }
 
 func (c *Config) setDefaults() {

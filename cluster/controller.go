@@ -502,20 +502,31 @@ func (c *controller) holdsVIP() bool {
 }
 
 // checkConflict probes who answers for the VIP: a holder must hear nobody
-// else; a GPU node that does not hold it must hear at most one MAC. On a
+// else; a node that does not hold it (a standby, the witness) must hear at
+// most one MAC. On a
 // conflict the holder announces again, so clients move back to it.
 func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
 	c.mu.Lock()
 	v := c.vip
 	c.mu.Unlock()
-	if v == nil {
+	var held bool
+	var macs []net.HardwareAddr
+	var err error
+	switch {
+	case v != nil:
+		if held, _, err = v.Held(); err != nil {
+			return
+		}
+		macs, err = v.Probe(ctx, timeout)
+	case c.a.cfg.ProbeVIP != nil && c.a.cfg.Node.VIPInterface != "":
+		p, ok := c.a.settings().VIPPrefix()
+		if !ok || !p.Addr().Is4() {
+			return
+		}
+		macs, err = c.a.cfg.ProbeVIP(ctx, c.a.cfg.Node.VIPInterface, p.Addr(), timeout)
+	default:
 		return
 	}
-	held, _, err := v.Held()
-	if err != nil {
-		return
-	}
-	macs, err := v.Probe(ctx, timeout)
 	if err != nil {
 		if ctx.Err() == nil {
 			c.setErr(fmt.Errorf("vip conflict probe: %w", err))

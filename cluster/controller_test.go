@@ -239,9 +239,12 @@ func TestController_VIPConflictIsReportedAndReannounced(t *testing.T) {
 	before := c.wire.announces["node1"]
 	c.wire.foreign = []net.HardwareAddr{{0xde, 0xad, 0xbe, 0xef, 0, 1}}
 	c.wire.mu.Unlock()
-	waitFor(t, 10*time.Second, "the conflict in status", func() error {
+	waitFor(t, 10*time.Second, "the conflict in status, seen by the holder and the witness", func() error {
 		st := c.nodes["witness"].agent.Status(ctx)
 		if !strings.Contains(st.VIP.Conflict, "node1 holds the VIP and de:ad:be:ef:00:01 also answer") {
+			return fmt.Errorf("conflict = %q", st.VIP.Conflict)
+		}
+		if !strings.Contains(st.VIP.Conflict, "witness sees 2 hosts answer for the VIP") {
 			return fmt.Errorf("conflict = %q", st.VIP.Conflict)
 		}
 		return nil

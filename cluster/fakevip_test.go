@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -100,6 +101,13 @@ func (v *fakeVIP) Announce(context.Context) error {
 	v.w.announces[v.node]++
 	v.w.mu.Unlock()
 	return nil
+}
+
+// probeFor is a ProbeVIP for a node without a VIP actuator.
+func (w *fakeWire) probeFor(node string) func(context.Context, string, netip.Addr, time.Duration) ([]net.HardwareAddr, error) {
+	return func(ctx context.Context, _ string, _ netip.Addr, d time.Duration) ([]net.HardwareAddr, error) {
+		return (&fakeVIP{w: w, node: node}).Probe(ctx, d)
+	}
 }
 
 // Probe answers like ARP: every other holder and every foreign host.

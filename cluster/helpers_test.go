@@ -151,6 +151,7 @@ func (c *testCluster) start(name string) *Agent {
 	if c.wire != nil {
 		acfg.NewVIP = c.wire.factory(name)
 		acfg.Node.VIPInterface = "fake0"
+		acfg.ProbeVIP = c.wire.probeFor(name)
 	}
 	if h := c.health[name]; h != nil {
 		acfg.Health = h

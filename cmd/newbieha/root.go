@@ -18,6 +18,7 @@ import (
 
 	"github.com/newbieha/newbieha/cluster"
 	"github.com/newbieha/newbieha/fsm"
+	"github.com/newbieha/newbieha/vip"
 )
 
 func newRootCmd() *cobra.Command {
@@ -185,6 +186,14 @@ func newAgentCmd() *cobra.Command {
 				}
 				cfg.NewVIP = vipFactory(dataDir, logger)
 			}
+			if nc.Role != fsm.RoleGPU && cfg.Node.VIPInterface == "" {
+				// The witness only watches for VIP conflicts, where it
+				// shares the segment.
+				if ifc, ierr := ifaceOf(nc.Advertise); ierr == nil {
+					cfg.Node.VIPInterface = ifc
+				}
+			}
+			cfg.ProbeVIP = vip.Probe
 			a, err := cluster.Start(cfg)
 			if err != nil {
 				return err
