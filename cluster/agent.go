@@ -295,6 +295,9 @@ func (a *Agent) Close() error {
 				_ = s.Close()
 			}
 		}
+		// Every loop ends with the context; wait for them before their
+		// gossip and raft go away under them.
+		a.wg.Wait()
 		if err := a.gossip.Leave(time.Second); err != nil {
 			a.log.Debug("gossip leave", "error", err)
 		}
@@ -305,7 +308,6 @@ func (a *Agent) Close() error {
 			errs = append(errs, err)
 		}
 		a.peers.CloseIdleConnections()
-		a.wg.Wait()
 		_ = os.Remove(SocketPath(a.cfg.DataDir))
 		a.closeErr = errors.Join(errs...)
 		a.log.Info("agent stopped", "name", a.cfg.Node.Name)
