@@ -96,6 +96,8 @@ func newPayload(t Type, v uint8) Command {
 		return &CreateToken{}
 	case t == TypePruneTokens && v == versionPruneTokens:
 		return &PruneTokens{}
+	case t == TypeRecordEvent && v == versionRecordEvent:
+		return &RecordEvent{}
 	}
 	return nil
 }
@@ -103,7 +105,7 @@ func newPayload(t Type, v uint8) Command {
 // knownTypes lists every type newPayload knows, in wire order.
 func knownTypes() []Type {
 	return []Type{TypeUpsertMember, TypeRemoveMember, TypeSetActive, TypeSetMaintenance,
-		TypeSetSettings, TypeCreateToken, TypePruneTokens}
+		TypeSetSettings, TypeCreateToken, TypePruneTokens, TypeRecordEvent}
 }
 
 // knownType reports whether this node knows t in some version.
@@ -119,7 +121,7 @@ func knownType(t Type) bool {
 // canonical returns c as a value of one of the package's command structs.
 func canonical(c Command) (Command, error) {
 	switch v := c.(type) {
-	case UpsertMember, RemoveMember, SetActive, SetMaintenance, SetSettings, CreateToken, PruneTokens:
+	case UpsertMember, RemoveMember, SetActive, SetMaintenance, SetSettings, CreateToken, PruneTokens, RecordEvent:
 		return v, nil
 	case *UpsertMember:
 		if v != nil {
@@ -149,6 +151,10 @@ func canonical(c Command) (Command, error) {
 		if v != nil {
 			return *v, nil
 		}
+	case *RecordEvent:
+		if v != nil {
+			return *v, nil
+		}
 	case nil:
 		return nil, fmt.Errorf("nil command: %w", ErrUnknownCommand)
 	default:
@@ -157,10 +163,11 @@ func canonical(c Command) (Command, error) {
 	return nil, fmt.Errorf("nil %T: %w", c, ErrUnknownCommand)
 }
 
-// normalize returns c with every time in UTC and the settings document
-// compacted, so that the state is the same on every replica whatever
-// offset the proposer wrote, and encoding is canonical. A settings value
-// that is not valid is left as is for Validate to report.
+// normalize returns c with every time in UTC, the settings document
+// compacted and an event's Index zeroed (Apply sets it), so that the state
+// is the same on every replica whatever offset the proposer wrote, and
+// encoding is canonical. A settings value that is not valid is left as is
+// for Validate to report.
 func normalize(c Command) Command {
 	switch v := c.(type) {
 	case UpsertMember:
@@ -183,6 +190,10 @@ func normalize(c Command) Command {
 		return v
 	case PruneTokens:
 		v.Now = v.Now.UTC()
+		return v
+	case RecordEvent:
+		v.Event.Time = v.Event.Time.UTC()
+		v.Event.Index = 0
 		return v
 	}
 	return c

@@ -26,6 +26,11 @@ const (
 	TypeSetSettings    Type = 5
 	TypeCreateToken    Type = 6
 	TypePruneTokens    Type = 7
+
+	// TypeRecordEvent carries IgnoreUnknownFlag: an event is an audit
+	// record that changes nothing the cluster acts on, so a node that
+	// does not know the type (or a later version of it) may skip it.
+	TypeRecordEvent Type = IgnoreUnknownFlag | 8
 )
 
 // Command is one change to the replicated state. Everything a command needs
@@ -86,6 +91,12 @@ type PruneTokens struct {
 	Now time.Time `json:"now"`
 }
 
+// RecordEvent appends an event to State.Events, dropping the oldest beyond
+// EventLimit. Event.Index is set by Apply to the entry's log index.
+type RecordEvent struct {
+	Event Event `json:"event"`
+}
+
 // Payload versions of the command types this node knows. A version is
 // bumped only when old nodes may not read the new payload as the old one;
 // see docs/fsm.md.
@@ -97,31 +108,32 @@ const (
 	versionSetSettings    uint8 = 1
 	versionCreateToken    uint8 = 1
 	versionPruneTokens    uint8 = 1
+	versionRecordEvent    uint8 = 1
 )
 
-// String returns the command type's name, or "unknown(N)".
+// String returns the command type's name, or "unknown(N)". The flag is
+// part of the type: IgnoreUnknownFlag|TypeSetActive is unknown, and
+// TypeRecordEvent without the flag is unknown too.
 func (t Type) String() string {
-	var name string
-	switch t &^ IgnoreUnknownFlag {
+	switch t {
 	case TypeUpsertMember:
-		name = "UpsertMember"
+		return "UpsertMember"
 	case TypeRemoveMember:
-		name = "RemoveMember"
+		return "RemoveMember"
 	case TypeSetActive:
-		name = "SetActive"
+		return "SetActive"
 	case TypeSetMaintenance:
-		name = "SetMaintenance"
+		return "SetMaintenance"
 	case TypeSetSettings:
-		name = "SetSettings"
+		return "SetSettings"
 	case TypeCreateToken:
-		name = "CreateToken"
+		return "CreateToken"
 	case TypePruneTokens:
-		name = "PruneTokens"
+		return "PruneTokens"
+	case TypeRecordEvent:
+		return "RecordEvent"
 	}
-	if name == "" || t&IgnoreUnknownFlag != 0 {
-		return fmt.Sprintf("unknown(%d)", uint8(t))
-	}
-	return name
+	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
 
 // Type returns TypeUpsertMember.
@@ -212,3 +224,14 @@ func (PruneTokens) Version() uint8 { return versionPruneTokens }
 
 // Validate checks that Now is set.
 func (c PruneTokens) Validate() error { return invalid(checkTime("now", c.Now, true)) }
+
+// Type returns TypeRecordEvent.
+func (RecordEvent) Type() Type { return TypeRecordEvent }
+
+// Version returns the payload version this node writes.
+func (RecordEvent) Version() uint8 { return versionRecordEvent }
+
+// Validate checks the event's kind, node (empty or a valid name), detail
+// and time. Event.Index is not checked: Apply sets it. The node need not be
+// a member, so Apply adds no rule of its own.
+func (c RecordEvent) Validate() error { return invalid(validateEvent(c.Event)) }

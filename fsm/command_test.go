@@ -21,6 +21,11 @@ func TestValidate(t *testing.T) {
 		mod(&c)
 		return c
 	}
+	event := func(mod func(*Event)) Command {
+		e := testEvent("drill", "gpu1", "planned failover drill")
+		mod(&e)
+		return RecordEvent{Event: e}
+	}
 	token := func(mod func(*Token)) Command {
 		tok := testToken("ab12cd", time.Hour)
 		mod(&tok)
@@ -96,6 +101,24 @@ func TestValidate(t *testing.T) {
 
 		{"prune ok", PruneTokens{Now: t0}, ""},
 		{"prune zero", PruneTokens{}, "now: must be set"},
+
+		{"event ok", event(func(*Event) {}), ""},
+		{"event no node", event(func(e *Event) { e.Node = "" }), ""},
+		{"event 32-char kind", event(func(e *Event) { e.Kind = "a" + strings.Repeat("-", 30) + "9" }), ""},
+		{"event index ignored", event(func(e *Event) { e.Index = 77 }), ""},
+		{"event detail at limit", event(func(e *Event) { e.Detail = strings.Repeat("x", MaxReasonLen) }), ""},
+		{"event empty kind", event(func(e *Event) { e.Kind = "" }), `event kind ""`},
+		{"event 33-char kind", event(func(e *Event) { e.Kind = strings.Repeat("a", 33) }), `event kind "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"`},
+		{"event kind leading digit", event(func(e *Event) { e.Kind = "1drill" }), `event kind "1drill"`},
+		{"event kind leading dash", event(func(e *Event) { e.Kind = "-drill" }), `event kind "-drill"`},
+		{"event kind upper", event(func(e *Event) { e.Kind = "Drill" }), `event kind "Drill"`},
+		{"event kind underscore", event(func(e *Event) { e.Kind = "vip_conflict" }), `event kind "vip_conflict"`},
+		{"event bad node", event(func(e *Event) { e.Node = "GPU1" }), `event drill: node "GPU1"`},
+		{"event empty detail", event(func(e *Event) { e.Detail = "" }), "event drill: detail: must not be empty"},
+		{"event long detail", event(func(e *Event) { e.Detail = strings.Repeat("x", MaxReasonLen+1) }), "event drill: detail: 1025 bytes"},
+		{"event detail bad utf-8", event(func(e *Event) { e.Detail = "bad \xff" }), "not valid utf-8"},
+		{"event zero time", event(func(e *Event) { e.Time = time.Time{} }), "event drill: time: must be set"},
+		{"event time out of range", event(func(e *Event) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }), "event drill: time"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,6 +234,10 @@ func TestDecode_Errors(t *testing.T) {
 		{"type 99", payload(99, 1, "{}"), ErrUnknownCommand, "type 99"},
 		{"type 99 ignorable", payload(IgnoreUnknownFlag|99, 1, "{}"), ErrUnknownCommand, "type 227"},
 		{"known type with flag", payload(IgnoreUnknownFlag|TypeSetActive, 1, string(valid[2:])), ErrUnknownCommand, "type 131"},
+		{"record event without flag", payload(TypeRecordEvent&^IgnoreUnknownFlag, 1, `{"event":{}}`), ErrUnknownCommand, "type 8"},
+		{"record event version 2", payload(TypeRecordEvent, 2, `{"event":{}}`), ErrUnknownCommand, "RecordEvent: version 2"},
+		{"record event no event", payload(TypeRecordEvent, 1, `{}`), ErrInvalidCommand, `event kind ""`},
+		{"record event as array", payload(TypeRecordEvent, 1, `{"event":[]}`), ErrMalformedCommand, "event"},
 		{"version 0", payload(TypeSetActive, 0, string(valid[2:])), ErrUnknownCommand, "SetActive: version 0"},
 		{"version 2", payload(TypeSetActive, 2, string(valid[2:])), ErrUnknownCommand, "version 2"},
 		{"empty payload", payload(TypeSetActive, 1, ""), ErrMalformedCommand, "empty payload"},
@@ -279,11 +306,14 @@ func TestDecode_Lenient(t *testing.T) {
 
 func TestType_String(t *testing.T) {
 	for typ, want := range map[Type]string{
-		TypeUpsertMember:                  "UpsertMember",
-		TypePruneTokens:                   "PruneTokens",
-		0:                                 "unknown(0)",
-		42:                                "unknown(42)",
-		IgnoreUnknownFlag | TypeSetActive: "unknown(131)",
+		TypeUpsertMember:                     "UpsertMember",
+		TypePruneTokens:                      "PruneTokens",
+		0:                                    "unknown(0)",
+		42:                                   "unknown(42)",
+		IgnoreUnknownFlag | TypeSetActive:    "unknown(131)",
+		TypeRecordEvent:                      "RecordEvent",
+		TypeRecordEvent &^ IgnoreUnknownFlag: "unknown(8)",
+		IgnoreUnknownFlag | 9:                "unknown(137)",
 	} {
 		if got := typ.String(); got != want {
 			t.Errorf("Type(%d).String() = %q, want %q", uint8(typ), got, want)

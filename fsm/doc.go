@@ -4,15 +4,16 @@
 //
 // The state (State) is small: the members, who is active and since which
 // epoch, maintenance mode, the cluster settings document, join tokens (by
-// hash only) and the last HistoryLimit changes of active node.
+// hash only), the last HistoryLimit changes of active node and the last
+// EventLimit other audit events (drills, VIP conflicts).
 //
 // # Commands
 //
 // A command is one of the structs UpsertMember, RemoveMember, SetActive,
-// SetMaintenance, SetSettings, CreateToken and PruneTokens. The proposer
-// calls Encode, which validates the command and frames it as one byte of
-// Type, one byte of payload version and a JSON payload, and gives the
-// bytes to raft.Apply. Everything a command needs, times included, travels
+// SetMaintenance, SetSettings, CreateToken, PruneTokens and RecordEvent.
+// The proposer calls Encode, which validates the command and frames it as
+// one byte of Type, one byte of payload version and a JSON payload, and
+// gives the bytes to raft.Apply. Everything a command needs, times included, travels
 // inside it: Apply reads no clock, randomness or environment, so every
 // replica computes the same state.
 //
@@ -25,7 +26,9 @@
 // errors (ErrUnknownCommand, ErrMalformedCommand, ErrInvalidCommand,
 // ErrStaleEpoch, ErrUnknownMember, ErrNotGPU, ErrTokenExists) and the state
 // unchanged, apart from State.LastIndex, which every entry advances. An
-// unknown type with IgnoreUnknownFlag set is skipped with a nil error.
+// unknown (type, version) whose type has IgnoreUnknownFlag set is skipped
+// with a nil error; TypeRecordEvent carries the flag, so older nodes skip
+// events, while this node applies version 1 and skips later versions.
 //
 // # Reading
 //

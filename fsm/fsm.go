@@ -67,6 +67,7 @@ func New(cfg Config) *FSM {
 	f.register(TypeSetSettings, applySetSettings)
 	f.register(TypeCreateToken, applyCreateToken)
 	f.register(TypePruneTokens, applyPruneTokens)
+	f.register(TypeRecordEvent, applyRecordEvent)
 	return f
 }
 
@@ -278,4 +279,23 @@ func applyPruneTokens(s *State, c Command, _ uint64) error {
 		}
 	}
 	return nil
+}
+
+// applyRecordEvent appends the event, stamped with the entry's index. The
+// node need not be a member: an event about a removed node (a VIP conflict
+// it causes, say) is still worth recording.
+func applyRecordEvent(s *State, c Command, index uint64) error {
+	e := c.(RecordEvent).Event
+	e.Index = index
+	s.Events = appendEvent(s.Events, e)
+	return nil
+}
+
+// appendEvent appends e, dropping the oldest events beyond EventLimit, in
+// amortised O(1) like appendHistory.
+func appendEvent(events []Event, e Event) []Event {
+	if over := len(events) + 1 - EventLimit; over > 0 {
+		events = events[over:]
+	}
+	return append(events, e)
 }

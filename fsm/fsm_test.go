@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -187,6 +188,40 @@ func TestApply_Commands(t *testing.T) {
 				}
 			}},
 		{name: "prune zero now", raw: true, cmd: PruneTokens{}, want: ErrInvalidCommand},
+
+		// RecordEvent
+		{name: "event recorded", setup: members(),
+			cmd: RecordEvent{Event: Event{Kind: "drill", Node: "gpu1", Detail: "planned drill", Time: at(time.Hour).In(time.FixedZone("X", 3600)), Index: 999}},
+			check: func(t *testing.T, s State) {
+				want := []Event{{Kind: "drill", Node: "gpu1", Detail: "planned drill", Time: at(time.Hour), Index: 4}}
+				if !reflect.DeepEqual(s.Events, want) {
+					t.Fatalf("events %#v, want %#v (index from the log, time in UTC)", s.Events, want)
+				}
+			}},
+		{name: "event appended after others", setup: []Command{RecordEvent{Event: testEvent("drill", "", "first")}},
+			cmd: RecordEvent{Event: testEvent("drill", "", "second")},
+			check: func(t *testing.T, s State) {
+				if len(s.Events) != 2 || s.Events[0].Detail != "first" || s.Events[1].Detail != "second" || s.Events[1].Index != 2 {
+					t.Fatalf("events %#v", s.Events)
+				}
+			}},
+		{name: "event about a removed node", setup: with(members(), RemoveMember{Name: "gpu2"}),
+			cmd: RecordEvent{Event: testEvent("vip-conflict", "gpu2", "arp reply from gpu2's mac")},
+			check: func(t *testing.T, s State) {
+				if len(s.Events) != 1 || s.Events[0].Node != "gpu2" {
+					t.Fatalf("events %#v", s.Events)
+				}
+			}},
+		{name: "event bad kind", setup: members(), raw: true,
+			cmd: RecordEvent{Event: testEvent("VIP", "gpu1", "d")}, want: ErrInvalidCommand},
+		{name: "event bad node", setup: members(), raw: true,
+			cmd: RecordEvent{Event: testEvent("drill", "gpu 1", "d")}, want: ErrInvalidCommand},
+		{name: "event empty detail", setup: members(), raw: true,
+			cmd: RecordEvent{Event: testEvent("drill", "gpu1", "")}, want: ErrInvalidCommand},
+		{name: "event long detail", setup: members(), raw: true,
+			cmd: RecordEvent{Event: testEvent("drill", "gpu1", strings.Repeat("x", MaxReasonLen+1))}, want: ErrInvalidCommand},
+		{name: "event zero time", setup: members(), raw: true,
+			cmd: RecordEvent{Event: Event{Kind: "drill", Detail: "d"}}, want: ErrInvalidCommand},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -257,6 +292,11 @@ func TestApply_UnknownAndMalformed(t *testing.T) {
 		{"unknown type 0", []byte{0, 1}, ErrUnknownCommand},
 		{"unknown type ignorable", append([]byte{byte(IgnoreUnknownFlag | 99), 1}, `{"whatever":true}`...), nil},
 		{"unknown type ignorable, junk payload", []byte{0xff, 7, 0xde, 0xad}, nil},
+		{"unknown type next to RecordEvent, ignorable", append([]byte{byte(IgnoreUnknownFlag | 9), 1}, `{"event":{}}`...), nil},
+		{"RecordEvent unknown version, ignorable", append([]byte{byte(TypeRecordEvent), 2}, `{"event":{"kind":"x"}}`...), nil},
+		{"RecordEvent without the flag", append([]byte{byte(TypeRecordEvent &^ IgnoreUnknownFlag), 1}, mustEncode(t, validCommands()[7])[2:]...), ErrUnknownCommand},
+		{"RecordEvent invalid, not skipped", append([]byte{byte(TypeRecordEvent), 1}, `{"event":{"kind":"drill","detail":"d"}}`...), ErrInvalidCommand},
+		{"RecordEvent malformed, not skipped", append([]byte{byte(TypeRecordEvent), 1}, `{"event":"drill"}`...), ErrMalformedCommand},
 		{"unknown version", append([]byte{byte(TypeSetMaintenance), 2}, valid[2:]...), ErrUnknownCommand},
 		{"empty", nil, ErrMalformedCommand},
 		{"one byte ignorable", []byte{0x80}, ErrMalformedCommand},
@@ -394,6 +434,53 @@ func TestApply_HistoryBound(t *testing.T) {
 	}
 }
 
+func TestApply_RecordEventIsAppliedNotSkipped(t *testing.T) {
+	// TypeRecordEvent carries IgnoreUnknownFlag; this node knows it, so it
+	// must apply it (the skip path is only for unknown pairs).
+	f := newTestFSM(t)
+	changed := f.Changed()
+	e := testEvent("drill", "gpu1", "drill")
+	res := applyData(t, f, 7, mustEncode(t, RecordEvent{Event: e}))
+	if res.Err != nil {
+		t.Fatalf("Result.Err = %v", res.Err)
+	}
+	e.Index = 7
+	if s := f.State(); len(s.Events) != 1 || s.Events[0] != e {
+		t.Fatalf("events %#v, want [%#v]", s.Events, e)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Changed did not fire for an applied RecordEvent")
+	}
+}
+
+func TestApply_EventBound(t *testing.T) {
+	f := newTestFSM(t)
+	const n = EventLimit + 5
+	for i := 1; i <= n; i++ {
+		mustApply(t, f, uint64(i), RecordEvent{Event: Event{Kind: "drill", Detail: fmt.Sprintf("d%d", i), Time: at(time.Duration(i) * time.Second)}})
+	}
+	s := f.State()
+	if len(s.Events) != EventLimit {
+		t.Fatalf("events has %d entries, want %d", len(s.Events), EventLimit)
+	}
+	if first := s.Events[0]; first.Detail != "d6" || first.Index != 6 {
+		t.Fatalf("oldest kept event %#v, want d6 at index 6 (the 5 oldest dropped)", first)
+	}
+	if last := s.Events[EventLimit-1]; last.Detail != fmt.Sprintf("d%d", n) || last.Index != n {
+		t.Fatalf("newest event %#v", last)
+	}
+	for i := 1; i < len(s.Events); i++ {
+		if s.Events[i].Index != s.Events[i-1].Index+1 {
+			t.Fatalf("events[%d] index %d after %d", i, s.Events[i].Index, s.Events[i-1].Index)
+		}
+	}
+	if err := validateState(&s); err != nil {
+		t.Fatalf("state after many events breaks an invariant: %v", err)
+	}
+}
+
 func TestChanged_Broadcast(t *testing.T) {
 	f := newTestFSM(t)
 	first := f.Changed()
@@ -434,6 +521,7 @@ func TestState_IsDeepCopy(t *testing.T) {
 		SetActive{Node: "gpu1", Epoch: 1, Time: t0, Reason: "startup"},
 		SetSettings{Settings: json.RawMessage(`{"a":1}`)},
 		CreateToken{Token: testToken("ab12cd", time.Hour)},
+		RecordEvent{Event: testEvent("drill", "gpu1", "drill")},
 	) {
 		mustApply(t, f, uint64(i+1), c)
 	}
@@ -443,6 +531,7 @@ func TestState_IsDeepCopy(t *testing.T) {
 	delete(got.Members, "gpu1")
 	got.Tokens["zzzzzz"] = Token{}
 	got.History[0].To = "mutated"
+	got.Events[0].Detail = "mutated"
 	got.Settings[1] = 'X'
 	assertStateEqual(t, f.State(), want)
 
@@ -468,6 +557,7 @@ func TestApply_Deterministic(t *testing.T) {
 		CreateToken{Token: testToken("bbbbbb", 3*time.Hour)},
 		SetSettings{Settings: json.RawMessage(`{"b":2,"a":1}`)},
 		PruneTokens{Now: at(2 * time.Hour)},
+		RecordEvent{Event: Event{Kind: "vip-conflict", Node: "gpu9", Detail: "d", Time: at(time.Hour).In(zone)}},
 		SetActive{Node: "gpu2", Epoch: 2, Time: at(time.Hour), Reason: "manual:failover"},
 	) {
 		entries = append(entries, mustEncode(t, c))

@@ -33,6 +33,8 @@ func decodeSeeds(t testing.TB) map[string][]byte {
 		"wrong-field-type":   append([]byte{byte(TypeCreateToken), 1}, `{"token":{"id":7}}`...),
 		"binary-garbage":     {0x01, 0x01, 0xff, 0x00, 0x7b, 0x22},
 		"unknown-field-case": append([]byte{byte(TypeRemoveMember), 1}, `{"NAME":"gpu1","extra":[{}]}`...),
+		"event-version-2":    append([]byte{byte(TypeRecordEvent), 2}, `{"event":{"kind":"drill"}}`...),
+		"event-index-offset": append([]byte{byte(TypeRecordEvent), 1}, `{"event":{"kind":"drill","node":"","detail":"d","time":"2025-01-01T00:30:00+01:00","index":99}}`...),
 	}
 	for _, c := range validCommands() {
 		seeds[fmt.Sprintf("valid-%d-%s", c.Type(), c.Type())] = mustEncode(t, c)
@@ -45,6 +47,7 @@ func restoreSeeds(t testing.TB) map[string][]byte {
 	busy := persist(t, busyFSM(t))
 	return map[string][]byte{
 		"busy":         busy,
+		"events":       persist(t, eventsFSM(t)),
 		"empty-state":  persist(t, New(Config{})),
 		"empty":        {},
 		"header-only":  []byte(SnapshotMagic + "\x01"),

@@ -37,6 +37,8 @@ func goldenCommandsV1() map[string]Command {
 			SecretHash: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
 			CreatedAt:  goldenTime, Expires: goldenTime.Add(24 * time.Hour)}},
 		"07-prune-tokens-v1.bin": PruneTokens{Now: goldenTime.Add(48 * time.Hour)},
+		"08-record-event-v1.bin": RecordEvent{Event: Event{Kind: "vip-conflict", Node: "gpu-node-2",
+			Detail: "arp: 192.168.10.100 is-at 02:42:c0:a8:0a:63, not a member's mac", Time: goldenTime.Add(3 * time.Minute)}},
 	}
 }
 
@@ -61,6 +63,20 @@ func goldenSnapshotV1() State {
 		},
 		LastIndex: 12,
 	}
+}
+
+// goldenSnapshotEventsV1 is the state in snapshot-events-v1.bin: the
+// state of snapshot-v1.bin plus events (added with RecordEvent), one of
+// them about a node that is not a member.
+func goldenSnapshotEventsV1() State {
+	s := goldenSnapshotV1()
+	s.Events = []Event{
+		{Kind: "drill", Node: "gpu-node-1", Detail: "planned failover drill", Time: goldenTime.Add(30 * time.Minute), Index: 7},
+		{Kind: "vip-conflict", Node: "gpu-node-9", Detail: "arp: 192.168.10.100 is-at 02:42:c0:a8:0a:63",
+			Time: goldenTime.Add(2 * time.Hour), Index: 11},
+		{Kind: "note", Detail: "cluster-wide note <&>", Time: goldenTime.Add(3 * time.Hour), Index: 12},
+	}
+	return s
 }
 
 func goldenPath(name string) string { return filepath.Join("testdata", "golden", name) }
@@ -90,8 +106,16 @@ func TestGolden_CommandsV1(t *testing.T) {
 }
 
 func TestGolden_SnapshotV1(t *testing.T) {
-	const name = "snapshot-v1.bin"
-	want := goldenSnapshotV1()
+	testGoldenSnapshot(t, "snapshot-v1.bin", goldenSnapshotV1())
+}
+
+func TestGolden_SnapshotEventsV1(t *testing.T) {
+	testGoldenSnapshot(t, "snapshot-events-v1.bin", goldenSnapshotEventsV1())
+}
+
+// testGoldenSnapshot restores the golden snapshot file name and compares
+// the state with want; -update rewrites the file from want first.
+func testGoldenSnapshot(t *testing.T, name string, want State) {
 	if *update {
 		data, err := marshalSnapshot(want)
 		if err != nil {

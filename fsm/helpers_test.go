@@ -60,7 +60,13 @@ func validCommands() []Command {
 		SetSettings{Settings: json.RawMessage(`{"vip":"10.0.0.100/24","service":{"image":"vllm:latest"},"checks":[1,2.5,null,true]}`)},
 		CreateToken{Token: testToken("ab12cd", time.Hour)},
 		PruneTokens{Now: at(2 * time.Hour)},
+		RecordEvent{Event: testEvent("vip-conflict", "gpu2", "arp: 10.0.0.100 answered by 02:42:ac:11:00:09 <not us> & not a member")},
 	}
+}
+
+// testEvent returns a valid event at t0+3m with Index 0.
+func testEvent(kind, node, detail string) Event {
+	return Event{Kind: kind, Node: node, Detail: detail, Time: at(3 * time.Minute)}
 }
 
 // newTestFSM returns an FSM that logs to t.

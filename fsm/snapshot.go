@@ -17,8 +17,9 @@ const (
 	// SnapshotVersion is the snapshot format this node writes and reads.
 	SnapshotVersion uint8 = 1
 	// MaxSnapshotSize bounds what Restore reads into memory. The state is
-	// a few members, tokens and HistoryLimit transitions: well under 1 MiB
-	// plus the settings document (MaxSettingsLen).
+	// a few members, tokens, HistoryLimit transitions and EventLimit
+	// events: under 16 MiB even with every reason and detail at its longest
+	// and fully escaped, plus the settings document (MaxSettingsLen).
 	MaxSnapshotSize = 64 << 20
 )
 

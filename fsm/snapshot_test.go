@@ -65,6 +65,17 @@ func busyFSM(t testing.TB) *FSM {
 	return f
 }
 
+// eventsFSM returns busyFSM with events appended at indexes 20..22, one of
+// them about a node that is not a member.
+func eventsFSM(t testing.TB) *FSM {
+	t.Helper()
+	f := busyFSM(t)
+	mustApply(t, f, 20, RecordEvent{Event: testEvent("drill", "gpu1", "planned drill")})
+	mustApply(t, f, 21, RecordEvent{Event: testEvent("vip-conflict", "gpu9", "10.0.0.100 answered by 02:42:ac:11:00:09")})
+	mustApply(t, f, 22, RecordEvent{Event: Event{Kind: "note", Detail: "\"quoted\" <&> \u2028", Time: at(time.Hour)}})
+	return f
+}
+
 // persist snapshots f into a memSink.
 func persist(t testing.TB, f *FSM) []byte {
 	t.Helper()
@@ -112,6 +123,53 @@ func TestSnapshot_RoundTrip(t *testing.T) {
 	mustApply(t, dst, 100, SetActive{Node: "gpu1", Epoch: 3, Time: at(time.Hour), Reason: "manual:failover"})
 	if s := dst.State(); s.Active.Node != "gpu1" || len(s.History) != 3 || s.LastIndex != 100 {
 		t.Fatalf("after restore and apply: %#v", s)
+	}
+}
+
+func TestSnapshot_RoundTripEvents(t *testing.T) {
+	src := eventsFSM(t)
+	data := persist(t, src)
+	if !bytes.Contains(data, []byte(`"events":[{"kind":"drill"`)) {
+		t.Fatalf("snapshot lacks the events: %s", data)
+	}
+	dst := newTestFSM(t)
+	if err := dst.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	got := dst.State()
+	assertStateEqual(t, got, src.State())
+	if len(got.Events) != 3 || got.Events[1].Node != "gpu9" || got.Events[2].Index != 22 {
+		t.Fatalf("events %#v", got.Events)
+	}
+	if again := persist(t, dst); !bytes.Equal(again, data) {
+		t.Fatalf("re-snapshot differs:\n%s\n%s", again, data)
+	}
+	mustApply(t, dst, 30, RecordEvent{Event: testEvent("drill", "", "after restore")})
+	if s := dst.State(); len(s.Events) != 4 || s.Events[3].Index != 30 {
+		t.Fatalf("after restore and apply: %#v", s.Events)
+	}
+}
+
+func TestSnapshot_NoEventsOmitted(t *testing.T) {
+	// A state without events snapshots as before events existed, and such
+	// a snapshot restores with Events nil.
+	data := persist(t, busyFSM(t))
+	if bytes.Contains(data, []byte(`"events"`)) {
+		t.Fatalf("snapshot without events mentions them: %s", data)
+	}
+	f := eventsFSM(t)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if ev := f.State().Events; ev != nil {
+		t.Fatalf("events %#v, want nil", ev)
+	}
+	empty := []byte(SnapshotMagic + "\x01" + `{"events":[]}`)
+	if err := f.Restore(io.NopCloser(bytes.NewReader(empty))); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if ev := f.State().Events; ev != nil {
+		t.Fatalf("events %#v from an empty list, want nil", ev)
 	}
 }
 
@@ -248,9 +306,31 @@ func TestRestore_Rejects(t *testing.T) {
 			s.Active.Epoch = HistoryLimit + 1
 		}), "1001 transitions"},
 	}
+	events := func(n int) []Event {
+		var ev []Event
+		for i := 1; i <= n; i++ {
+			e := testEvent("drill", "", "d")
+			e.Index = uint64(i)
+			ev = append(ev, e)
+		}
+		return ev
+	}
+	tests = append(tests, []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"events too many", withState(func(s *State) { s.Events = events(EventLimit + 1) }), "events: 1001 events, at most 1000 allowed"},
+		{"events index decreasing", withState(func(s *State) { s.Events = events(3); s.Events[2].Index = 1 }), "events[2]: index 1 less than previous index 2"},
+		{"event bad kind", withState(func(s *State) { s.Events = events(2); s.Events[1].Kind = "Drill" }), `events[1]: event kind "Drill"`},
+		{"event bad node", withState(func(s *State) { s.Events = events(2); s.Events[0].Node = "-x" }), `events[0]: event drill: node "-x"`},
+		{"event empty detail", withState(func(s *State) { s.Events = events(1); s.Events[0].Detail = "" }), "events[0]: event drill: detail: must not be empty"},
+		{"event zero time", withState(func(s *State) { s.Events = events(1); s.Events[0].Time = time.Time{} }), "events[0]: event drill: time: must be set"},
+		{"events wrong type", []byte(SnapshotMagic + "\x01" + `{"events":{"kind":"drill"}}`), "events"},
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := busyFSM(t)
+			f := eventsFSM(t)
 			before := f.State()
 			changed := f.Changed()
 			rc := &closeTracker{Reader: bytes.NewReader(tt.data)}

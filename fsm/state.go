@@ -13,7 +13,7 @@ func emptyState() State {
 }
 
 // clone returns a deep copy of s. Members and Tokens are never nil in the
-// copy; History and Settings are nil when empty.
+// copy; History, Events and Settings are nil when empty.
 func (s State) clone() State {
 	c := s
 	c.Members = make(map[string]Member, len(s.Members))
@@ -31,6 +31,10 @@ func (s State) clone() State {
 	c.History = nil
 	if len(s.History) > 0 {
 		c.History = slices.Clone(s.History)
+	}
+	c.Events = nil
+	if len(s.Events) > 0 {
+		c.Events = slices.Clone(s.Events)
 	}
 	return c
 }
@@ -60,6 +64,12 @@ func normalizeState(s *State) error {
 	}
 	for i := range s.History {
 		s.History[i].Time = s.History[i].Time.UTC()
+	}
+	if len(s.Events) == 0 {
+		s.Events = nil
+	}
+	for i := range s.Events {
+		s.Events[i].Time = s.Events[i].Time.UTC()
 	}
 	settings, err := normalizeSettings(s.Settings)
 	if err != nil {
@@ -91,7 +101,10 @@ func validateState(s *State) error {
 	if err := validateAssignment(s.Active); err != nil {
 		return fmt.Errorf("active: %w", err)
 	}
-	return validateHistory(s.History, s.Active)
+	if err := validateHistory(s.History, s.Active); err != nil {
+		return err
+	}
+	return validateEvents(s.Events)
 }
 
 // validateAssignment checks the active assignment. The node need not be a
@@ -154,6 +167,23 @@ func validateHistory(h []Transition, active Assignment) error {
 		if last.Epoch != active.Epoch || last.To != active.Node {
 			return fmt.Errorf("history: last transition (epoch %d to %q) is not the active assignment (epoch %d, node %q)",
 				last.Epoch, last.To, active.Epoch, active.Node)
+		}
+	}
+	return nil
+}
+
+// validateEvents checks the bound, that each event is valid and that
+// indexes do not decrease (Apply appends in log order).
+func validateEvents(events []Event) error {
+	if len(events) > EventLimit {
+		return fmt.Errorf("events: %d events, at most %d allowed", len(events), EventLimit)
+	}
+	for i, e := range events {
+		if err := validateEvent(e); err != nil {
+			return fmt.Errorf("events[%d]: %w", i, err)
+		}
+		if i > 0 && e.Index < events[i-1].Index {
+			return fmt.Errorf("events[%d]: index %d less than previous index %d", i, e.Index, events[i-1].Index)
 		}
 	}
 	return nil

@@ -73,6 +73,29 @@ type Token struct {
 // dropped first.
 const HistoryLimit = 1000
 
+// Event is an audit record that is not a change of active node: a drill, a
+// VIP conflict seen by ARP, etc. Kept in State.Events, bounded by EventLimit.
+type Event struct {
+	// Kind says what happened: ^[a-z][a-z0-9-]{0,31}$, e.g. "drill",
+	// "vip-conflict".
+	Kind string `json:"kind"`
+	// Node is the node the event concerns: a valid member name, or empty.
+	// It need not be a current member (a removed node's VIP conflict is
+	// still worth recording).
+	Node string `json:"node"`
+	// Detail is free text: non-empty UTF-8, at most MaxReasonLen bytes.
+	Detail string `json:"detail"`
+	// Time is when it happened, stamped by the proposer (required).
+	Time time.Time `json:"time"`
+	// Index is the Raft log index that committed it. Apply sets it; a
+	// value in a command is ignored (Encode and Decode write it as 0).
+	Index uint64 `json:"index"`
+}
+
+// EventLimit is how many events the state keeps; older ones are dropped
+// first.
+const EventLimit = 1000
+
 // State is the whole replicated state. Values returned by the FSM are deep
 // copies that the caller may keep and modify.
 type State struct {
@@ -85,6 +108,11 @@ type State struct {
 	Settings json.RawMessage  `json:"settings,omitempty"`
 	Tokens   map[string]Token `json:"tokens"`
 	History  []Transition     `json:"history"`
+	// Events holds the last EventLimit events, oldest first. It is
+	// omitted from snapshots when empty, so snapshots written before
+	// events existed, and those of clusters that never recorded one, are
+	// unchanged; it is nil when empty.
+	Events []Event `json:"events,omitempty"`
 	// LastIndex is the Raft index of the last entry applied.
 	LastIndex uint64 `json:"last_index"`
 }

@@ -25,6 +25,9 @@ const (
 	TokenIDLen = 6
 )
 
+// maxEventKindLen is the longest event kind.
+const maxEventKindLen = 32
+
 // ValidName reports whether s is a valid member name:
 // ^[a-z0-9][a-z0-9-]{0,62}$.
 func ValidName(s string) bool {
@@ -179,6 +182,41 @@ func validateToken(t Token) error {
 			t.Expires.UTC().Format(time.RFC3339Nano), t.CreatedAt.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+// validEventKind reports whether s matches ^[a-z][a-z0-9-]{0,31}$.
+func validEventKind(s string) bool {
+	if len(s) == 0 || len(s) > maxEventKindLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+		case (c >= '0' && c <= '9' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validateEvent checks an event on its own. Index is not checked: Apply
+// sets it, and the state's ordering of indexes is checked by
+// validateEvents.
+func validateEvent(e Event) error {
+	if !validEventKind(e.Kind) {
+		return fmt.Errorf("event kind %q: want ^[a-z][a-z0-9-]{0,31}$", e.Kind)
+	}
+	if e.Node != "" {
+		if err := checkName("event "+e.Kind+": node", e.Node); err != nil {
+			return err
+		}
+	}
+	if err := checkReason("event "+e.Kind+": detail", e.Detail); err != nil {
+		return err
+	}
+	return checkTime("event "+e.Kind+": time", e.Time, true)
 }
 
 // normalizeSettings returns the canonical form of a settings document: nil
