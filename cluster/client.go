@@ -117,3 +117,10 @@ func (c *Client) TransferLeader(ctx context.Context, to string) error {
 func (c *Client) Drill(ctx context.Context, req DrillRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/drill/inject", req, nil)
 }
+
+// Events returns the audit events (drills, VIP conflicts), oldest first.
+func (c *Client) Events(ctx context.Context) ([]fsm.Event, error) {
+	var e []fsm.Event
+	err := c.do(ctx, http.MethodGet, "/v1/events", nil, &e)
+	return e, err
+}

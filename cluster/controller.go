@@ -558,6 +558,9 @@ func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
 		return
 	}
 	c.a.log.Error("VIP CONFLICT", "detail", why)
+	if changed {
+		c.a.recordEvent(ctx, "vip-conflict", why)
+	}
 	if held {
 		if err := v.Announce(ctx); err != nil {
 			c.setErr(fmt.Errorf("re-announce after conflict: %w", err))

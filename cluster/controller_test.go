@@ -256,6 +256,18 @@ func TestController_VIPConflictIsReportedAndReannounced(t *testing.T) {
 	if after <= before {
 		t.Fatal("the holder did not announce again on a conflict")
 	}
+	waitFor(t, 10*time.Second, "the conflict in the event history", func() error {
+		ev, err := c.client("node2").Events(ctx)
+		if err != nil {
+			return err
+		}
+		for _, e := range ev {
+			if e.Kind == "vip-conflict" && e.Node == "node1" && strings.Contains(e.Detail, "de:ad:be:ef:00:01") {
+				return nil
+			}
+		}
+		return fmt.Errorf("events %+v", ev)
+	})
 	waitFor(t, 10*time.Second, "the conflict to clear", func() error {
 		if st := c.nodes["witness"].agent.Status(ctx); st.VIP.Conflict != "" {
 			return fmt.Errorf("conflict = %q", st.VIP.Conflict)

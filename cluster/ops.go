@@ -65,6 +65,7 @@ func (a *Agent) routesOps(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/failover", a.handleFailover)
 	mux.HandleFunc("POST /v1/maintenance", a.handleMaintenance)
 	mux.HandleFunc("GET /v1/history", a.handleHistory)
+	mux.HandleFunc("GET /v1/events", a.handleEvents)
 	mux.HandleFunc("GET /v1/config", a.handleConfigShow)
 	mux.HandleFunc("POST /v1/config", a.handleConfigApply)
 	mux.HandleFunc("POST /v1/raft/transfer-leader", a.handleTransferLeader)
@@ -112,6 +113,11 @@ func (a *Agent) handleDrillInject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Warn("drill: check result forced", "check", req.Check, "passing", req.Passing, "for", time.Duration(req.For))
+	verdict := "failing"
+	if req.Passing {
+		verdict = "passing"
+	}
+	a.recordEvent(r.Context(), "drill", fmt.Sprintf("check %s forced %s for %v", req.Check, verdict, time.Duration(req.For)))
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
@@ -253,6 +259,26 @@ func (a *Agent) handleMaintenance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// recordEvent commits an audit event about this node (best effort: a
+// failure is logged, the caller goes on).
+func (a *Agent) recordEvent(ctx context.Context, kind, detail string) {
+	ev := fsm.Event{Kind: kind, Node: a.Name(), Detail: detail, Time: a.cfg.Now().UTC()}
+	if len(ev.Detail) > fsm.MaxReasonLen {
+		ev.Detail = ev.Detail[:fsm.MaxReasonLen]
+	}
+	if err := a.apply(ctx, fsm.RecordEvent{Event: ev}); err != nil {
+		a.log.Warn("could not record event", "kind", kind, "error", err)
+	}
+}
+
+func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
+	ev := a.node.fsm.State().Events
+	if ev == nil {
+		ev = []fsm.Event{}
+	}
+	writeJSON(w, http.StatusOK, ev)
 }
 
 func (a *Agent) handleHistory(w http.ResponseWriter, r *http.Request) {

@@ -77,6 +77,9 @@ func TestHealth_ErrorsMoveTheVIPOnceAndBothBadStays(t *testing.T) {
 	if got := lastReason(h); got != "node1/health:node2:http:service (drill)" {
 		t.Fatalf("history ends with %s", got)
 	}
+	if ev := f.mustCLI(f.n1, "history", "--events", "--data-dir", f.n1.dataDir); !strings.Contains(ev, "drill") || !strings.Contains(ev, "http:service forced failing") {
+		t.Fatalf("the drill is not in the event history:\n%s", ev)
+	}
 
 	// Both unhealthy: the VIP stays, and status says why.
 	f.fault(f.n1, "error")

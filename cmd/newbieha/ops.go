@@ -100,15 +100,27 @@ func newMaintenanceCmd() *cobra.Command {
 
 func newHistoryCmd() *cobra.Command {
 	var dataDir, output string
+	var events bool
 	cmd := &cobra.Command{
-		Use:   "history",
-		Short: "List every change of the active node (epoch, from, to, reason, time)",
+		Use:   "history [--events]",
+		Short: "List every change of the active node (epoch, from, to, reason, time); --events lists drills and VIP conflicts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			h, err := cluster.NewLocalClient(dataDir).History(cmd.Context())
+			c := cluster.NewLocalClient(dataDir)
+			if events {
+				e, err := c.Events(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if output == "json" {
+					return printJSON(cmd.OutOrStdout(), e)
+				}
+				return printEvents(cmd.OutOrStdout(), e)
+			}
+			h, err := c.History(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -120,7 +132,17 @@ func newHistoryCmd() *cobra.Command {
 	}
 	dataDirFlag(cmd, &dataDir)
 	outputFlag(cmd, &output)
+	cmd.Flags().BoolVar(&events, "events", false, "list audit events (drills, VIP conflicts) instead of transitions")
 	return cmd
+}
+
+func printEvents(w io.Writer, ev []fsm.Event) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tKIND\tNODE\tDETAIL\tINDEX")
+	for _, e := range ev {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", e.Time.Format(time.RFC3339Nano), e.Kind, dash(e.Node), e.Detail, e.Index)
+	}
+	return tw.Flush()
 }
 
 func printHistory(w io.Writer, h []fsm.Transition) error {
