@@ -21,7 +21,7 @@ func BenchmarkFailover(b *testing.B) {
 		b.Run(kind, func(b *testing.B) {
 			// Default check timings; a short hold-down so that runs can
 			// alternate between the nodes without waiting 30 s.
-			f := newFailoverLabWith(b, "failover:\n  hold_down: 1s\n")
+			f := newFailoverLabWith(b, "", "failover:\n  hold_down: 1s\n")
 			var toFirst, gaps []float64
 			failed := 0
 			b.ResetTimer()

@@ -15,7 +15,7 @@ import (
 // sees it by ARP, says so in status and the event history, and the holder
 // keeps the VIP.
 func TestConflict_ForeignHolderIsReported(t *testing.T) {
-	f := newFailoverLabWith(t, "vip:\n  address: 10.77.0.100/24\n  conflict_probe_interval: 500ms\n")
+	f := newFailoverLabWith(t, "  conflict_probe_interval: 500ms\n", "")
 	run(t, "ip", "-n", f.client.ns, "addr", "add", f.vip+"/24", "dev", f.client.hostIf)
 	var conflict string
 	waitFor(t, 20*time.Second, "the conflict in status", func() error {

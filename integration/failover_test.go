@@ -23,10 +23,11 @@ type failoverLab struct {
 	vip               string // address without prefix
 }
 
-func newFailoverLab(t testing.TB) *failoverLab { return newFailoverLabWith(t, "") }
+func newFailoverLab(t testing.TB) *failoverLab { return newFailoverLabWith(t, "", "") }
 
-// newFailoverLabWith adds extra YAML to the cluster settings.
-func newFailoverLabWith(t testing.TB, extra string) *failoverLab {
+// newFailoverLabWith adds vipExtra (indented keys) to the settings' vip
+// section and extra YAML after it.
+func newFailoverLabWith(t testing.TB, vipExtra, extra string) *failoverLab {
 	l := newLab(t, "10.77.0")
 	f := &failoverLab{lab: l, vip: "10.77.0.100"}
 	f.n1, f.n2, f.w, f.client = l.addHost("node1", 1), l.addHost("node2", 2), l.addHost("witness", 3), l.addHost("client", 9)
@@ -34,7 +35,7 @@ func newFailoverLabWith(t testing.TB, extra string) *failoverLab {
 		l.startProc(h, h.dataDir+".stub.log", stubPath, "--listen", ":8080", "--node", h.name)
 	}
 	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
-	if err := os.WriteFile(cfg, []byte("vip:\n  address: "+f.vip+"/24\nservice:\n  health_url: http://127.0.0.1:8080/health\n"+extra), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("vip:\n  address: "+f.vip+"/24\n"+vipExtra+"service:\n  health_url: http://127.0.0.1:8080/health\n"+extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out := l.mustCLI(f.n1, "init", "--name", "node1", "--advertise", f.n1.ip, "--data-dir", f.n1.dataDir, "--cluster-config", cfg, "--output", "json")
