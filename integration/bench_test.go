@@ -31,7 +31,6 @@ func BenchmarkFailover(b *testing.B) {
 					from, to = f.n2, f.n1
 				}
 				wait := f.watch("--until", to.name, "--duration", "60s")
-				time.Sleep(300 * time.Millisecond)
 				fault := time.Now()
 				switch kind {
 				case "crash":

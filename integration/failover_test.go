@@ -71,8 +71,8 @@ func (f *failoverLab) holds(h *host) bool {
 }
 
 // watch runs vipwatch in the client namespace (HTTP through the VIP every
-// 20 ms, and ARP probes for the VIP) until it returns; call wait for its
-// report.
+// 20 ms, and ARP probes for the VIP) until it returns; it returns once the
+// client has had its first answer; call wait for its report.
 func (f *failoverLab) watch(args ...string) (wait func() watchReport) {
 	t := f.t
 	out := filepath.Join(t.TempDir(), "watch.json")
@@ -80,6 +80,13 @@ func (f *failoverLab) watch(args ...string) (wait func() watchReport) {
 	args = append([]string{"--url", "http://" + f.vip + ":8080/health", "--quiet", "--json", out,
 		"--arp-iface", f.client.hostIf, "--arp-ip", f.vip}, args...)
 	cmd := f.startProc(f.client, log, watchPath, args...)
+	waitFor(t, 30*time.Second, "the client's first answer through the VIP", func() error {
+		b, _ := os.ReadFile(log)
+		if !strings.Contains(string(b), "first answer from ") {
+			return fmt.Errorf("none yet")
+		}
+		return nil
+	})
 	return func() watchReport {
 		t.Helper()
 		waitFor(t, 90*time.Second, "vipwatch to finish", func() error {
@@ -188,7 +195,6 @@ func lastReason(h []transition) string {
 func TestFailover_SIGKILLOfActiveAgent(t *testing.T) {
 	f := newFailoverLab(t)
 	wait := f.watch("--until", "node2", "--duration", "40s")
-	time.Sleep(500 * time.Millisecond) // let the client see node1 first
 	killed := time.Now()
 	f.kill(f.n1, syscall.SIGKILL)
 	// No agent runs on node1 now: the kernel removes the VIP on its own.
@@ -215,7 +221,6 @@ func TestFailover_SIGKILLOfActiveAgent(t *testing.T) {
 func TestFailover_HostLoss(t *testing.T) {
 	f := newFailoverLab(t)
 	wait := f.watch("--until", "node2", "--duration", "40s")
-	time.Sleep(500 * time.Millisecond)
 	run(t, "ip", "-n", f.n1.ns, "link", "set", f.n1.hostIf, "down")
 	r := wait()
 	if r.First != "node1" || r.Last != "node2" {
@@ -262,7 +267,6 @@ func TestFailover_PartitionBetweenGPUNodesOnly(t *testing.T) {
 func TestFailover_ActiveCutOffFromBothPeers(t *testing.T) {
 	f := newFailoverLab(t)
 	wait := f.watch("--until", "node2", "--duration", "40s")
-	time.Sleep(500 * time.Millisecond)
 	heals := []func(){f.blackhole(f.n1, f.n2, f.w), f.blackhole(f.n2, f.n1), f.blackhole(f.w, f.n1)}
 	defer func() {
 		for _, h := range heals {
@@ -289,7 +293,6 @@ func TestFailover_ActiveCutOffFromBothPeers(t *testing.T) {
 func TestFailover_PausedActiveAgentNeverDoubles(t *testing.T) {
 	f := newFailoverLab(t)
 	wait := f.watch("--duration", "16s")
-	time.Sleep(500 * time.Millisecond)
 	if err := f.n1.agent.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +330,6 @@ func TestFailover_PlannedAndBack(t *testing.T) {
 		via *host
 	}{{"node2", f.w}, {"node1", f.n2}} {
 		wait := f.watch("--until", step.to, "--duration", "30s")
-		time.Sleep(300 * time.Millisecond)
 		out := f.mustCLI(step.via, "failover", "--to", step.to, "--data-dir", step.via.dataDir)
 		if !strings.Contains(out, "switched to "+step.to+" in ") {
 			t.Fatalf("failover output: %s", out)

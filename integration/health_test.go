@@ -40,7 +40,6 @@ func TestHealth_ErrorsMoveTheVIPOnceAndBothBadStays(t *testing.T) {
 	f := newFailoverLabWith(t, "", "failover:\n  hold_down: 3s\n")
 	// The stub on node1 starts answering 500s: the VIP moves to node2.
 	wait := f.watch("--until", "node2", "--duration", "40s")
-	time.Sleep(300 * time.Millisecond)
 	began := time.Now()
 	f.fault(f.n1, "error")
 	r := wait()

@@ -180,6 +180,9 @@ func (w *watcher) run(ctx context.Context, interval time.Duration, until string,
 			rep.ByNode[s.Node]++
 			if rep.First == "" {
 				rep.First = s.Node
+				// Printed even with --quiet: callers wait for it before
+				// they cause a fault.
+				fmt.Printf("first answer from %s\n", s.Node)
 			}
 			if !lastGood.IsZero() {
 				if gap := ms(s.At.Sub(lastGood)); gap > rep.MaxGapMs && failedSince > 0 {
