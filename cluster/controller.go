@@ -69,6 +69,11 @@ type Workload interface {
 type controller struct {
 	a *Agent
 
+	// vipMu serialises everything that touches the VIP: a quorum check
+	// and the renewal that follows it are one step, and a release (from a
+	// planned failover on another goroutine) cannot fall between them.
+	vipMu sync.Mutex
+
 	mu          sync.Mutex
 	vip         VIP
 	vipSpec     VIPSpec
@@ -380,16 +385,23 @@ func (c *controller) handToGPU(st fsm.State) {
 // holdVIP confirms leadership with a quorum and then claims or renews. It
 // returns how long to wait before a claim may be made, or 0.
 func (c *controller) holdVIP(ctx context.Context, st fsm.State, s Settings) time.Duration {
+	c.vipMu.Lock()
+	defer c.vipMu.Unlock()
 	c.mu.Lock()
 	v, holding, since, heldEpoch := c.vip, c.holding, c.leaderSince, c.heldEpoch
+	handingOver := time.Now().Before(c.transferBy)
 	c.mu.Unlock()
-	if v == nil {
+	if v == nil || handingOver {
+		// A planned failover is handing the VIP over: never renew under it.
 		return 0
 	}
 	start := time.Now()
 	if err := c.a.node.raft.VerifyLeader().Error(); err != nil {
-		c.releaseVIP("leadership not confirmed: " + err.Error())
+		c.releaseVIPLocked("leadership not confirmed: " + err.Error())
 		return 0
+	}
+	if cur := c.a.node.fsm.State().Active; cur.Node != c.a.Name() || cur.Epoch != st.Active.Epoch {
+		return 0 // the assignment moved while we confirmed; the next step acts on it
 	}
 	notAfter := start.Add(time.Duration(s.Timings.ConfirmMaxAge))
 	if !holding {
@@ -426,8 +438,15 @@ func (c *controller) holdVIP(ctx context.Context, st fsm.State, s Settings) time
 	return 0
 }
 
-// releaseVIP removes the VIP if this agent holds it (or might).
+// releaseVIP removes the VIP if this agent holds it (or might). It waits
+// for a claim or renewal in progress to finish first.
 func (c *controller) releaseVIP(why string) {
+	c.vipMu.Lock()
+	defer c.vipMu.Unlock()
+	c.releaseVIPLocked(why)
+}
+
+func (c *controller) releaseVIPLocked(why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.vip == nil {
@@ -461,7 +480,9 @@ func (c *controller) ensureVIP(s Settings) error {
 	if same || (!ok && c.vip == nil) {
 		return nil
 	}
-	c.releaseVIP("vip settings changed")
+	c.vipMu.Lock()
+	defer c.vipMu.Unlock()
+	c.releaseVIPLocked("vip settings changed")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.vip != nil {
