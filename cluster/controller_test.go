@@ -7,6 +7,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -292,4 +293,43 @@ func TestMetrics_ReflectTheState(t *testing.T) {
 			t.Errorf("witness metrics lack %q", want)
 		}
 	}
+}
+
+// A planned failover must not release the VIP between the holder's quorum
+// check and its renewal: the renewal would put the address back after the
+// target has claimed it.
+func TestController_FailoverWaitsForARenewalInProgress(t *testing.T) {
+	c := newVIPCluster(t)
+	gate, gated := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open) // never leave the controller stuck
+	c.wire.mu.Lock()
+	c.wire.gate, c.wire.gated, c.wire.gateNode = gate, gated, "node1"
+	c.wire.mu.Unlock()
+	select {
+	case <-gated: // node1 has confirmed its leadership and is renewing
+	case <-time.After(10 * time.Second):
+		t.Fatal("node1 never renewed")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.client("node1").Failover(context.Background(), FailoverRequest{To: "node2"})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("failover finished while node1 was still renewing: %v", err)
+	case <-time.After(time.Second):
+	}
+	// (node1's lease may run out meanwhile: the renewal is held longer
+	// than the 1 s lifetime.) What must not happen is node2 claiming.
+	if cl := c.wire.lastClaim(); cl.node == "node2" {
+		t.Fatal("node2 claimed while node1 was still renewing")
+	}
+	open()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	c.waitHolder("node2") // and fakeWire fails the test on any overlap
 }

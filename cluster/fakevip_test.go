@@ -21,6 +21,10 @@ type fakeWire struct {
 	crashed   map[string]bool    // Release does nothing: the lease runs out by itself
 	foreign   []net.HardwareAddr // hosts outside the cluster that answer for the VIP
 	announces map[string]int
+	// gate, when set, holds the next Renew of gateNode until closed;
+	// gated is closed when that Renew has started waiting.
+	gate, gated chan struct{}
+	gateNode    string
 }
 
 type fakeClaim struct {
@@ -95,7 +99,24 @@ func (v *fakeVIP) put(notAfter time.Time, claim bool) error {
 }
 
 func (v *fakeVIP) Claim(_ context.Context, notAfter time.Time) error { return v.put(notAfter, true) }
-func (v *fakeVIP) Renew(_ context.Context, notAfter time.Time) error { return v.put(notAfter, false) }
+func (v *fakeVIP) Renew(_ context.Context, notAfter time.Time) error {
+	v.w.mu.Lock()
+	gate, gated := v.w.gate, v.w.gated
+	if gate != nil && v.w.gateNode == v.node {
+		v.w.gate = nil
+	} else {
+		gate = nil
+	}
+	v.w.mu.Unlock()
+	if gate != nil {
+		close(gated)
+		<-gate
+		// A renewal that was confirmed just before the gate: give it the
+		// same confirmation, as a paused goroutine would.
+		notAfter = time.Now().Add(time.Second)
+	}
+	return v.put(notAfter, false)
+}
 func (v *fakeVIP) Announce(context.Context) error {
 	v.w.mu.Lock()
 	v.w.announces[v.node]++
