@@ -579,13 +579,14 @@ func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
 		return
 	}
 	c.a.log.Error("VIP CONFLICT", "detail", why)
-	if changed {
-		c.a.recordEvent(ctx, "vip-conflict", why)
-	}
 	if held {
+		// First win the clients back, then write it down.
 		if err := v.Announce(ctx); err != nil {
 			c.setErr(fmt.Errorf("re-announce after conflict: %w", err))
 		}
+	}
+	if changed {
+		c.a.recordEvent(ctx, "vip-conflict", why)
 	}
 }
 

@@ -250,13 +250,14 @@ func TestController_VIPConflictIsReportedAndReannounced(t *testing.T) {
 		}
 		return nil
 	})
-	c.wire.mu.Lock()
-	after := c.wire.announces["node1"]
-	c.wire.foreign = nil
-	c.wire.mu.Unlock()
-	if after <= before {
-		t.Fatal("the holder did not announce again on a conflict")
-	}
+	waitFor(t, 10*time.Second, "the holder to announce again", func() error {
+		c.wire.mu.Lock()
+		defer c.wire.mu.Unlock()
+		if c.wire.announces["node1"] <= before {
+			return fmt.Errorf("no new announcement")
+		}
+		return nil
+	})
 	waitFor(t, 10*time.Second, "the conflict in the event history", func() error {
 		ev, err := c.client("node2").Events(ctx)
 		if err != nil {
@@ -269,6 +270,9 @@ func TestController_VIPConflictIsReportedAndReannounced(t *testing.T) {
 		}
 		return fmt.Errorf("events %+v", ev)
 	})
+	c.wire.mu.Lock()
+	c.wire.foreign = nil
+	c.wire.mu.Unlock()
 	waitFor(t, 10*time.Second, "the conflict to clear", func() error {
 		if st := c.nodes["witness"].agent.Status(ctx); st.VIP.Conflict != "" {
 			return fmt.Errorf("conflict = %q", st.VIP.Conflict)
