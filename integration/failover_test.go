@@ -26,8 +26,9 @@ type failoverLab struct {
 func newFailoverLab(t testing.TB) *failoverLab { return newFailoverLabWith(t, "", "") }
 
 // newFailoverLabWith adds vipExtra (indented keys) to the settings' vip
-// section and extra YAML after it.
-func newFailoverLabWith(t testing.TB, vipExtra, extra string) *failoverLab {
+// section and extra YAML after it; prepare runs once the agents have
+// started, before the lab waits for node1 to hold the VIP.
+func newFailoverLabWith(t testing.TB, vipExtra, extra string, prepare ...func(*failoverLab)) *failoverLab {
 	l := newLab(t, "10.77.0")
 	f := &failoverLab{lab: l, vip: "10.77.0.100"}
 	f.n1, f.n2, f.w, f.client = l.addHost("node1", 1), l.addHost("node2", 2), l.addHost("witness", 3), l.addHost("client", 9)
@@ -48,6 +49,9 @@ func newFailoverLabWith(t testing.TB, vipExtra, extra string) *failoverLab {
 	l.startAgent(f.n2)
 	l.mustCLI(f.w, "join", f.n1.ip, "--token", res.Token, "--name", "witness", "--role", "witness", "--advertise", f.w.ip, "--data-dir", f.w.dataDir)
 	l.startAgent(f.w)
+	for _, p := range prepare {
+		p(f)
+	}
 	waitFor(t, 30*time.Second, "three voters and node1 holding the VIP", func() error {
 		s, err := l.status(f.w)
 		if err != nil {

@@ -96,3 +96,36 @@ func TestHealth_ErrorsMoveTheVIPOnceAndBothBadStays(t *testing.T) {
 		t.Fatal("the VIP moved although both GPU nodes are unhealthy")
 	}
 }
+
+// A GPU failure moves the active role. This machine has no GPU, so NVML
+// fails here and a drill stands in for it both ways: it first forces the
+// required gpu check to pass on both nodes (as real healthy GPUs would),
+// then makes node1's fail. The GPU check itself, with NVML's mock of a DGX
+// H200 behind it, is tested in health/.
+func TestHealth_InjectedGPUFailureMovesTheRole(t *testing.T) {
+	checks := "checks:\n  - {name: gpus, kind: gpu, required: true, interval: 1s, timeout: 500ms, gpu: {expected_devices: 1}}\nfailover:\n  hold_down: 1s\n"
+	f := newFailoverLabWith(t, "", checks, func(f *failoverLab) {
+		for _, h := range []*host{f.n1, f.n2} {
+			waitFor(t, 30*time.Second, "a passing drill on "+h.name+"'s gpu check", func() error {
+				_, err := f.cli(h, "drill", "inject", "--check", "gpu:gpus", "--pass", "--for", "10m", "--data-dir", h.dataDir)
+				return err
+			})
+		}
+	})
+	wait := f.watch("--until", "node2", "--duration", "40s")
+	f.mustCLI(f.w, "drill", "inject", "--node", "node1", "--check", "gpu:gpus", "--for", "1m", "--data-dir", f.w.dataDir)
+	r := wait()
+	if r.Last != "node2" {
+		t.Fatalf("client last saw %q", r.Last)
+	}
+	checkOneMAC(t, r)
+	h := f.checkHistory(f.n1, f.n2, f.w)
+	if got := lastReason(h); got != "node2/health:node1:gpu:gpus (drill)" {
+		t.Fatalf("history ends with %s", got)
+	}
+	st := f.mustCLI(f.w, "status", "--data-dir", f.w.dataDir)
+	if !strings.Contains(st, "gpu:gpus failing (drill)") {
+		t.Fatalf("status does not show node1's failing gpu check:\n%s", st)
+	}
+	t.Logf("status:\n%s", st)
+}
