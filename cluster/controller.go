@@ -216,6 +216,7 @@ func (c *controller) leaderDuties(ctx context.Context, st fsm.State) {
 	if st.Active.Node == a.Name() {
 		if ok {
 			c.setBlocked("")
+			c.preempt(ctx, st)
 			return
 		}
 		c.moveForHealth(ctx, st, why)
@@ -281,6 +282,34 @@ func (c *controller) moveForHealth(ctx context.Context, st fsm.State, why string
 		}
 	}
 	c.setBlocked(fmt.Sprintf("%s is unhealthy (%s) and no other GPU node can take over: %s", a.Name(), why, strings.Join(reasons, "; ")))
+}
+
+// preempt hands the role back to the preferred node when preemption is on,
+// that node is healthy and the hold-down since the last change has passed.
+func (c *controller) preempt(ctx context.Context, st fsm.State) {
+	a := c.a
+	f := a.settings().Failover
+	if !f.Preempt || f.Preferred == "" || f.Preferred == a.Name() {
+		return
+	}
+	m, ok := st.Members[f.Preferred]
+	if !ok || m.Role != fsm.RoleGPU {
+		return
+	}
+	if a.cfg.Now().Sub(st.Active.Since) < time.Duration(f.HoldDown) {
+		return
+	}
+	var self SelfReport
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
+	err := a.peerCall(cctx, m.APIAddr, "GET", "/v1/self", nil, &self, false)
+	cancel()
+	if err != nil || !self.Healthy || self.Leader != a.Name() {
+		return
+	}
+	a.log.Info("preemption: handing the active role back to the preferred node", "to", f.Preferred)
+	if _, err := a.failover(ctx, FailoverRequest{To: f.Preferred}, "preempt:"+f.Preferred); err != nil {
+		c.setErr(fmt.Errorf("preempt to %s: %w", f.Preferred, err))
+	}
 }
 
 func (c *controller) setBlocked(why string) {

@@ -72,3 +72,25 @@ func TestController_HoldDownStopsAnEarlyMove(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+func TestController_PreemptionMovesBackWhenOn(t *testing.T) {
+	c := newTestCluster(t)
+	c.wire = newFakeWire(t)
+	c.settings = []byte(testVIPSettings + "failover:\n  hold_down: 1s\n  preempt: true\n  preferred: node1\n")
+	c.health["node1"], c.health["node2"] = &fakeHealth{}, &fakeHealth{}
+	c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", "gpu", "node1")
+	c.join("witness", "127.0.0.3", "witness", "node1")
+	c.waitHolder("node1")
+	c.health["node1"].set("http:service")
+	c.waitHolder("node2")
+	c.health["node1"].set("")
+	c.waitHolder("node1")
+	h, err := c.client("witness").History(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := h[len(h)-1]; last.Reason != "preempt:node1" {
+		t.Fatalf("last transition %+v", last)
+	}
+}

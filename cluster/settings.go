@@ -33,6 +33,13 @@ type FailoverSettings struct {
 	// HoldDown is how long after a change of active node no health-driven
 	// move happens (against flapping).
 	HoldDown Duration `yaml:"hold_down" json:"hold_down"`
+	// Preempt moves the active role back to Preferred by itself once that
+	// node is healthy again (and the hold-down has passed). Off by
+	// default: a recovered node does not take the role back.
+	Preempt bool `yaml:"preempt" json:"preempt"`
+	// Preferred is the GPU node that should be active when it is healthy
+	// (used only with Preempt).
+	Preferred string `yaml:"preferred" json:"preferred,omitempty"`
 }
 
 // VIPSettings say which address clients use and how it is announced.
@@ -174,6 +181,14 @@ func (s Settings) Validate() error {
 	}
 	if s.Service.Standby != "hot" && s.Service.Standby != "cold" {
 		errs = append(errs, fmt.Errorf("key \"service.standby\": %q is not hot or cold", s.Service.Standby))
+	}
+	if s.Failover.Preempt && s.Failover.Preferred == "" {
+		errs = append(errs, errors.New("key \"failover.preferred\": required when failover.preempt is on"))
+	}
+	if s.Failover.Preferred != "" {
+		if err := ValidateName(s.Failover.Preferred); err != nil {
+			errs = append(errs, fmt.Errorf("key \"failover.preferred\": %w", err))
+		}
 	}
 	if d := time.Duration(s.Failover.HoldDown); d < 0 || d > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("key \"failover.hold_down\": %v must be 0-24h", d))
