@@ -62,7 +62,8 @@ type Config struct {
 	ValidateSettings func(Settings) error
 	// OnSettings is called with the replicated settings whenever they
 	// change (and once at start), so cmd can reconfigure health checks and
-	// the workload. It must not block for long.
+	// the workload. It runs on its own goroutine, one call at a time;
+	// when it is slow, intermediate versions are skipped.
 	OnSettings func(Settings)
 	// Workload is told whether this node is active, on every step.
 	Workload Workload
@@ -188,6 +189,13 @@ func Start(cfg Config) (_ *Agent, err error) {
 		defer a.wg.Done()
 		a.ctl.conflictLoop(a.ctx)
 	}()
+	if cfg.OnSettings != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.ctl.settingsLoop(a.ctx)
+		}()
+	}
 	if !hadState {
 		a.wg.Add(1)
 		go a.admitLoop()

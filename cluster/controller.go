@@ -90,12 +90,25 @@ type controller struct {
 	conflicts   uint64 // probes that found a conflict
 	lastRaw     string // settings last handed to OnSettings
 
-	wake    chan struct{}
-	stopped chan struct{} // closed when run returns
+	wake       chan struct{}
+	stopped    chan struct{} // closed when run returns
+	settingsCh chan Settings // newest settings for OnSettings (capacity 1)
 }
 
 func newController(a *Agent) *controller {
-	return &controller{a: a, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	return &controller{a: a, wake: make(chan struct{}, 1), stopped: make(chan struct{}), settingsCh: make(chan Settings, 1)}
+}
+
+// settingsLoop calls OnSettings, off the controller loop, until ctx ends.
+func (c *controller) settingsLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-c.settingsCh:
+			c.a.cfg.OnSettings(s)
+		}
+	}
 }
 
 // poke asks the loop to run a step soon.
@@ -341,7 +354,15 @@ func (c *controller) settingsChanged(st fsm.State) {
 	c.lastRaw = raw
 	c.mu.Unlock()
 	if !same {
-		c.a.cfg.OnSettings(c.a.settingsFrom(st.Settings))
+		// Hand over on a channel that keeps only the newest: rebuilding
+		// checks or the workload may take seconds (a slow Docker daemon)
+		// and must never hold up the VIP renewals of this loop.
+		s := c.a.settingsFrom(st.Settings)
+		select {
+		case <-c.settingsCh:
+		default:
+		}
+		c.settingsCh <- s
 	}
 }
 

@@ -29,6 +29,10 @@ type services struct {
 	cluster string // cluster id for container labels
 	log     hclog.Logger
 
+	// applyMu serialises the slow rebuilds (OnSettings, Close); mu guards
+	// the fields and is only held briefly, so the agent's calls (Healthy,
+	// SetActive) never wait for a rebuild.
+	applyMu   sync.Mutex
 	mu        sync.Mutex
 	runner    *health.Runner
 	gpu       *gpu.Reader
@@ -128,8 +132,8 @@ func (v *services) applyChecks(s cluster.Settings) error {
 		return err
 	}
 	key, _ := json.Marshal(cfg)
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.applyMu.Lock()
+	defer v.applyMu.Unlock()
 	if string(key) == v.checksKey {
 		return nil
 	}
@@ -146,25 +150,29 @@ func (v *services) applyChecks(s cluster.Settings) error {
 	if err != nil {
 		return err
 	}
-	if v.runner != nil {
-		v.runner.Close()
-	}
 	if err := r.Start(v.ctx); err != nil {
 		return err
 	}
-	v.runner, v.checksKey = r, string(key)
+	v.mu.Lock()
+	old := v.runner
+	v.runner = r
+	v.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	v.checksKey = string(key)
 	v.log.Info("health checks configured", "checks", len(cfg.Checks))
 	return nil
 }
 
 func (v *services) applyService(s cluster.Settings) error {
 	key, _ := json.Marshal(s.Service)
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.applyMu.Lock()
+	defer v.applyMu.Unlock()
 	if string(key) == v.svcKey {
 		return nil
 	}
-	v.stopWorkloadLocked()
+	v.stopWorkload()
 	v.svcKey = string(key)
 	if s.Service.Runtime != "docker" {
 		return nil
@@ -186,26 +194,33 @@ func (v *services) applyService(s cluster.Settings) error {
 		d.Close()
 		return err
 	}
-	rec.Update(v.active)
 	ctx, cancel := context.WithCancel(v.ctx)
 	done := make(chan struct{})
+	v.mu.Lock()
+	rec.Update(v.active)
+	v.rec, v.recStop, v.recDone, v.driver = rec, cancel, done, d
+	v.mu.Unlock()
 	go func() {
 		defer close(done)
 		_ = rec.Run(ctx)
 	}()
-	v.rec, v.recStop, v.recDone, v.driver = rec, cancel, done, d
 	v.log.Info("workload configured", "container", spec.Name, "image", spec.Image, "standby", mode)
 	return nil
 }
 
-func (v *services) stopWorkloadLocked() {
-	if v.rec == nil {
+// stopWorkload stops the reconciler (not the container: a restarted
+// agent adopts it). Called with applyMu held.
+func (v *services) stopWorkload() {
+	v.mu.Lock()
+	rec, stop, done, d := v.rec, v.recStop, v.recDone, v.driver
+	v.rec, v.driver = nil, nil
+	v.mu.Unlock()
+	if rec == nil {
 		return
 	}
-	v.recStop()
-	<-v.recDone
-	_ = v.driver.Close()
-	v.rec, v.driver = nil, nil
+	stop()
+	<-done
+	_ = d.Close()
 }
 
 // inspect adapts the runtime's view for the container check.
@@ -289,13 +304,16 @@ func (v *services) Drill(check string, passing bool, until time.Time) error {
 
 // Close stops everything.
 func (v *services) Close() {
+	v.applyMu.Lock()
+	defer v.applyMu.Unlock()
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.runner != nil {
-		v.runner.Close()
-		v.runner = nil
+	r := v.runner
+	v.runner = nil
+	v.mu.Unlock()
+	if r != nil {
+		r.Close()
 	}
-	v.stopWorkloadLocked()
+	v.stopWorkload()
 	if v.gpu != nil {
 		_ = v.gpu.Close()
 		v.gpu = nil
