@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -30,11 +31,14 @@ func TestStatus_GossipedHealthReachesEveryNode(t *testing.T) {
 	}
 	// The target is 3 s; a speed is measured, not asserted.
 	t.Logf("node2's new report reached every node's status in %v", time.Since(changed).Round(time.Millisecond))
-	c.stop("witness")
-	waitFor(t, 15*time.Second, "the stopped witness not alive", func() error {
-		for _, m := range c.nodes["node1"].agent.Status(ctx).Members {
-			if m.Name == "witness" && m.Alive {
-				return fmt.Errorf("still alive")
+	// node1, the holder, stops: its last report (healthy, holding the VIP)
+	// must not make a dead node look healthy or a holder.
+	c.wire.crash("node1")
+	c.stop("node1")
+	waitFor(t, 15*time.Second, "the stopped node1 not alive, not healthy, not a holder", func() error {
+		for _, m := range c.nodes["witness"].agent.Status(ctx).Members {
+			if m.Name == "node1" && (m.Alive || m.Healthy || m.HoldsVIP || !strings.HasPrefix(m.HealthReason, "not alive")) {
+				return fmt.Errorf("node1 as seen on the witness: %+v", m)
 			}
 		}
 		return nil

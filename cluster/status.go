@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"sort"
@@ -102,8 +103,14 @@ func (a *Agent) Status(ctx context.Context) Status {
 		if g.HasState && m.Name != a.Name() {
 			m.Healthy, m.HealthReason, m.Health = g.State.Healthy, g.State.HealthReason, g.State.Health
 			m.GossipAge = Duration(time.Since(g.UpdatedAt).Round(time.Millisecond))
-			if m.Raft == RaftUnreachable {
-				// No live answer: the last gossiped word on the VIP.
+			switch {
+			case !g.Alive:
+				// A dead node's last report says nothing about now.
+				m.Healthy = false
+				m.HealthReason = fmt.Sprintf("not alive (last report %v ago)", time.Duration(m.GossipAge).Round(time.Second))
+			case m.Raft == RaftUnreachable:
+				// Alive but its API does not answer: the gossiped word
+				// on the VIP is the best there is.
 				m.HoldsVIP = g.State.HoldsVIP
 			}
 		}
