@@ -44,7 +44,11 @@ func printDetails(w io.Writer, st cluster.Status) error {
 			}
 			checks = append(checks, s)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Name, dash(strings.Join(checks, ", ")), gpuLine(d.Report))
+		line := dash(strings.Join(checks, ", "))
+		if !m.Alive {
+			line = "(not alive; last report) " + line
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Name, line, gpuLine(d.Report))
 	}
 	return tw.Flush()
 }
