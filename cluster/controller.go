@@ -345,15 +345,15 @@ func (c *controller) blockedReason() string {
 
 // settingsChanged hands new settings to OnSettings.
 func (c *controller) settingsChanged(st fsm.State) {
-	if c.a.cfg.OnSettings == nil {
-		return
-	}
 	raw := string(st.Settings)
 	c.mu.Lock()
 	same := raw == c.lastRaw && c.lastRaw != ""
 	c.lastRaw = raw
 	c.mu.Unlock()
 	if !same {
+		c.reloadRaft(c.a.settingsFrom(st.Settings).Timings)
+	}
+	if !same && c.a.cfg.OnSettings != nil {
 		// Hand over on a channel that keeps only the newest: rebuilding
 		// checks or the workload may take seconds (a slow Docker daemon)
 		// and must never hold up the VIP renewals of this loop.
@@ -364,6 +364,30 @@ func (c *controller) settingsChanged(st fsm.State) {
 		}
 		c.settingsCh <- s
 	}
+}
+
+// reloadRaft applies the cluster's Raft timeouts, when set, to this node.
+// A value this node's leader lease timeout would break is refused (raft
+// needs lease <= heartbeat) and logged.
+func (c *controller) reloadRaft(t Timings) {
+	hb, el := time.Duration(t.RaftHeartbeatTimeout), time.Duration(t.RaftElectionTimeout)
+	if hb == 0 {
+		hb, el = c.a.cfg.Node.Raft.HeartbeatTimeout, c.a.cfg.Node.Raft.ElectionTimeout
+	}
+	if lease := c.a.cfg.Node.Raft.LeaderLeaseTimeout; lease > hb {
+		c.setErr(fmt.Errorf("cluster raft_heartbeat_timeout %v is below this node's leader_lease_timeout %v: keeping %v", hb, lease, c.a.cfg.Node.Raft.HeartbeatTimeout))
+		return
+	}
+	rc := c.a.node.raft.ReloadableConfig()
+	if rc.HeartbeatTimeout == hb && rc.ElectionTimeout == el {
+		return
+	}
+	rc.HeartbeatTimeout, rc.ElectionTimeout = hb, el
+	if err := c.a.node.raft.ReloadConfig(rc); err != nil {
+		c.setErr(fmt.Errorf("reload raft timeouts: %w", err))
+		return
+	}
+	c.a.log.Info("raft timeouts changed", "heartbeat", hb, "election", el)
 }
 
 // handToGPU transfers leadership from a witness to a GPU voter that

@@ -94,3 +94,29 @@ func TestController_PreemptionMovesBackWhenOn(t *testing.T) {
 		t.Fatalf("last transition %+v", last)
 	}
 }
+
+func TestSettings_RaftTimeoutsApplyAtRunTime(t *testing.T) {
+	c := newTestCluster(t)
+	c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", "gpu", "node1")
+	ctx := context.Background()
+	doc := []byte("timings:\n  raft_heartbeat_timeout: 400ms\n  raft_election_timeout: 450ms\n")
+	if _, err := c.client("node2").ConfigApply(ctx, doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"node1", "node2"} {
+		waitFor(t, 10*time.Second, "new raft timeouts on "+name, func() error {
+			rc := c.nodes[name].agent.node.raft.ReloadableConfig()
+			if rc.HeartbeatTimeout != 400*time.Millisecond || rc.ElectionTimeout != 450*time.Millisecond {
+				return errString(rc.HeartbeatTimeout.String() + "/" + rc.ElectionTimeout.String())
+			}
+			return nil
+		})
+	}
+	// One without the other, or heartbeat above election, is refused.
+	for _, bad := range []string{"timings:\n  raft_heartbeat_timeout: 400ms\n", "timings:\n  raft_heartbeat_timeout: 1s\n  raft_election_timeout: 500ms\n"} {
+		if _, err := c.client("node1").ConfigApply(ctx, []byte(bad)); err == nil || !strings.Contains(err.Error(), "raft_heartbeat_timeout") {
+			t.Errorf("%q: err = %v", bad, err)
+		}
+	}
+}

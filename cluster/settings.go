@@ -97,6 +97,11 @@ type Timings struct {
 	// ExpirySlack covers the kernel's lateness in removing an expired
 	// address (measured at most 0.2 s).
 	ExpirySlack Duration `yaml:"expiry_slack" json:"expiry_slack"`
+	// RaftHeartbeatTimeout and RaftElectionTimeout, when set, replace the
+	// nodes' own values at run time (raft reloads them). They bound how
+	// fast a dead leader is noticed, not safety. Zero keeps each node's.
+	RaftHeartbeatTimeout Duration `yaml:"raft_heartbeat_timeout" json:"raft_heartbeat_timeout,omitempty"`
+	RaftElectionTimeout  Duration `yaml:"raft_election_timeout" json:"raft_election_timeout,omitempty"`
 }
 
 // DefaultSettings returns settings with every default filled in.
@@ -218,6 +223,18 @@ func (t Timings) Validate() error {
 		return fmt.Errorf("key \"timings.vip_renew_interval\": %v plus confirm_max_age %v must stay below vip_lifetime %v, or the VIP expires between two renewals", renew, age, life)
 	case slack < 200*time.Millisecond:
 		return fmt.Errorf("key \"timings.expiry_slack\": %v is below 200ms, the kernel's measured lateness in removing an expired address; a new holder could overlap the old", slack)
+	}
+	hb, el := time.Duration(t.RaftHeartbeatTimeout), time.Duration(t.RaftElectionTimeout)
+	switch {
+	case (hb == 0) != (el == 0):
+		return errors.New("key \"timings.raft_heartbeat_timeout\": set it together with raft_election_timeout, or neither")
+	case hb == 0:
+	case hb < 10*time.Millisecond:
+		return fmt.Errorf("key \"timings.raft_heartbeat_timeout\": %v is below 10ms", hb)
+	case hb > el:
+		return fmt.Errorf("key \"timings.raft_heartbeat_timeout\": %v must not exceed raft_election_timeout %v (raft refuses it)", hb, el)
+	case el > time.Minute:
+		return fmt.Errorf("key \"timings.raft_election_timeout\": %v is over 1m", el)
 	}
 	return nil
 }
