@@ -249,46 +249,38 @@ func WriteBundle(dir string, b *Bundle) error {
 // LoadBundle reads a bundle written by WriteBundle. A missing CA key is not
 // an error (witnesses have none).
 func LoadBundle(dir string) (*Bundle, error) {
-	read := func(name string) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
+	// load reads one PEM file and parses it, naming the file on error.
+	load := func(name string, optional bool, parse func([]byte) error) error {
+		p := filepath.Join(dir, name)
+		b, err := os.ReadFile(p)
+		if optional && errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, name), err)
+			return fmt.Errorf("read %s: %w", p, err)
 		}
-		return b, nil
-	}
-	caPEM, err := read(CACertFile)
-	if err != nil {
-		return nil, err
-	}
-	caCert, err := ParseCert(caPEM)
-	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, CACertFile), err)
-	}
-	ca := &CA{Cert: caCert}
-	if kb, err := os.ReadFile(filepath.Join(dir, CAKeyFile)); err == nil {
-		if ca.Key, err = ParseKey(kb); err != nil {
-			return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, CAKeyFile), err)
+		if err := parse(b); err != nil {
+			return fmt.Errorf("parse %s: %w", p, err)
 		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, CAKeyFile), err)
+		return nil
 	}
-	certPEM, err := read(NodeCertFile)
-	if err != nil {
-		return nil, err
+	b := &Bundle{CA: &CA{}}
+	var err error
+	for _, f := range []struct {
+		name     string
+		optional bool
+		parse    func([]byte) error
+	}{
+		{CACertFile, false, func(d []byte) error { b.CA.Cert, err = ParseCert(d); return err }},
+		{CAKeyFile, true, func(d []byte) error { b.CA.Key, err = ParseKey(d); return err }},
+		{NodeCertFile, false, func(d []byte) error { b.NodeCert, err = ParseCert(d); return err }},
+		{NodeKeyFile, false, func(d []byte) error { b.NodeKey, err = ParseKey(d); return err }},
+	} {
+		if err := load(f.name, f.optional, f.parse); err != nil {
+			return nil, err
+		}
 	}
-	cert, err := ParseCert(certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, NodeCertFile), err)
-	}
-	keyPEM, err := read(NodeKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ParseKey(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, NodeKeyFile), err)
-	}
-	return &Bundle{CA: ca, NodeCert: cert, NodeKey: key}, nil
+	return b, nil
 }
 
 // WriteFileAtomic writes data to a temporary file beside path, syncs it and

@@ -74,3 +74,24 @@ func TestBundle_WriteLoadModes(t *testing.T) {
 }
 
 func mustIP(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func TestLoadBundle_NamesTheBadFile(t *testing.T) {
+	ca, _ := NewCA("t")
+	key, _ := NewKey()
+	cert, _ := ca.Issue(NodeIdentity{Name: "n", Role: "gpu", IP: mustIP("10.0.0.1")}, &key.PublicKey)
+	dir := t.TempDir()
+	if err := WriteBundle(dir, &Bundle{CA: ca, NodeCert: cert, NodeKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, NodeCertFile), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadBundle(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, NodeCertFile)) {
+		t.Fatalf("err = %v, want it to name %s", err, NodeCertFile)
+	}
+	_ = os.Remove(filepath.Join(dir, NodeKeyFile))
+	_ = os.WriteFile(filepath.Join(dir, NodeCertFile), EncodeCert(cert), 0o600)
+	if _, err := LoadBundle(dir); err == nil || !strings.Contains(err.Error(), NodeKeyFile) {
+		t.Fatalf("err = %v, want it to name the missing %s", err, NodeKeyFile)
+	}
+}
