@@ -104,7 +104,8 @@ func TestCluster_OperatorFlow(t *testing.T) {
 
 	// A wrong token changes nothing.
 	bad := l.addHost("intruder", 9)
-	if _, err := l.cli(bad, "join", n1.ip, "--token", tok[:len(tok)-1]+"0", "--name", "intruder", "--role", "gpu", "--advertise", bad.ip, "--data-dir", bad.dataDir); err == nil {
+	wrong := tok[:len(tok)-1] + map[bool]string{true: "1", false: "0"}[strings.HasSuffix(tok, "0")]
+	if _, err := l.cli(bad, "join", n1.ip, "--token", wrong, "--name", "intruder", "--role", "gpu", "--advertise", bad.ip, "--data-dir", bad.dataDir); err == nil {
 		t.Fatal("join with a wrong token succeeded")
 	}
 	s, err := l.status(n1)
