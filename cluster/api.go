@@ -143,7 +143,7 @@ func (a *Agent) handleRemove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
 		return
 	}
-	err := a.onLeader(r, func() error { return a.removeMember(req.Name) }, "/v1/remove", req)
+	err := a.onLeader(r, func() error { return a.removeMember(req.Name) }, "/v1/remove", req, nil)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -165,7 +165,7 @@ func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
 		return
 	}
-	if err := a.onLeader(r, func() error { return a.applyLocal(data) }, "/v1/internal/apply", req); err != nil {
+	if err := a.onLeader(r, func() error { return a.applyLocal(data) }, "/v1/internal/apply", req, nil); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -182,7 +182,7 @@ func (a *Agent) handleVoter(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: certificate of %q cannot add voter %q", ErrUnauthorized, c, req.Name))
 		return
 	}
-	if err := a.onLeader(r, func() error { return a.addVoter(req) }, "/v1/internal/voter", req); err != nil {
+	if err := a.onLeader(r, func() error { return a.addVoter(req) }, "/v1/internal/voter", req, nil); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -190,16 +190,13 @@ func (a *Agent) handleVoter(w http.ResponseWriter, r *http.Request) {
 }
 
 // onLeader runs local when this node leads, else forwards the request once
-// to the leader.
-func (a *Agent) onLeader(r *http.Request, local func() error, path string, body any) error {
+// to the leader, decoding the leader's answer into out (nil: none).
+func (a *Agent) onLeader(r *http.Request, local func() error, path string, body, out any) error {
 	err := local()
-	if !errors.Is(err, ErrNotLeader) {
+	if !errors.Is(err, ErrNotLeader) || r.Header.Get(forwardedHeader) != "" {
 		return err
 	}
-	if r.Header.Get(forwardedHeader) != "" {
-		return err
-	}
-	return a.toLeader(r.Context(), path, body, nil)
+	return a.toLeader(r.Context(), path, body, out)
 }
 
 // toLeader sends a request to the current leader's API. While there is no

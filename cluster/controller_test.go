@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/newbieha/newbieha/fsm"
 )
 
@@ -222,7 +224,7 @@ func TestController_MaintenanceFreezesAndFailoverErrors(t *testing.T) {
 	c.waitHolder("node2")
 }
 
-func raftAddr(n *testNode) raftServerAddress { return raftServerAddress(n.agent.cfg.Node.RaftAddr()) }
+func raftAddr(n *testNode) raft.ServerAddress { return raft.ServerAddress(n.agent.cfg.Node.RaftAddr()) }
 
 func TestController_VIPConflictIsReportedAndReannounced(t *testing.T) {
 	c := newTestCluster(t)

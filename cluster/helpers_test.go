@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 
 	"github.com/newbieha/newbieha/fsm"
 )
@@ -230,5 +229,3 @@ func healthyStatus(s Status, want ...string) error {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
-
-type raftServerAddress = raft.ServerAddress

@@ -150,7 +150,7 @@ func (a *Agent) handleTransferLeader(w http.ResponseWriter, r *http.Request) {
 		}
 		a.log.Info("leadership transferred on request", "to", req.To)
 		return nil
-	}, "/v1/raft/transfer-leader", req)
+	}, "/v1/raft/transfer-leader", req, nil)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -164,7 +164,7 @@ func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var resp FailoverResponse
-	err := a.onLeaderOut(r, func() (err error) { resp, err = a.failover(r.Context(), req, "manual:failover"); return err }, "/v1/failover", req, &resp)
+	err := a.onLeader(r, func() (err error) { resp, err = a.failover(r.Context(), req, "manual:failover"); return err }, "/v1/failover", req, &resp)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -322,13 +322,4 @@ func (a *Agent) handleConfigApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ConfigResponse{YAML: req.YAML, Settings: s})
-}
-
-// onLeaderOut is onLeader for calls with a response body.
-func (a *Agent) onLeaderOut(r *http.Request, local func() error, path string, body, out any) error {
-	err := local()
-	if !errors.Is(err, ErrNotLeader) || r.Header.Get(forwardedHeader) != "" {
-		return err
-	}
-	return a.toLeader(r.Context(), path, body, out)
 }

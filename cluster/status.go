@@ -95,12 +95,16 @@ func (a *Agent) Status(ctx context.Context) Status {
 	// not answer.
 	for i := range out.Members {
 		m := &out.Members[i]
+		if m.Name == a.Name() {
+			m.Alive = true // this agent answers, whatever gossip says of itself
+			continue
+		}
 		g, ok := view[m.Name]
 		if !ok {
 			continue
 		}
 		m.Alive = g.Alive
-		if g.HasState && m.Name != a.Name() {
+		if g.HasState {
 			m.Healthy, m.HealthReason, m.Health = g.State.Healthy, g.State.HealthReason, g.State.Health
 			m.GossipAge = Duration(time.Since(g.UpdatedAt).Round(time.Millisecond))
 			switch {
@@ -112,13 +116,6 @@ func (a *Agent) Status(ctx context.Context) Status {
 				// Alive but its API does not answer: the gossiped word
 				// on the VIP is the best there is.
 				m.HoldsVIP = g.State.HoldsVIP
-			}
-		}
-	}
-	if _, ok := view[a.Name()]; ok {
-		for i := range out.Members {
-			if out.Members[i].Name == a.Name() {
-				out.Members[i].Alive = true
 			}
 		}
 	}
