@@ -39,10 +39,18 @@ func TestConflict_ForeignHolderIsReported(t *testing.T) {
 	if !f.holds(f.n1) {
 		t.Fatal("node1 lost the VIP over the conflict")
 	}
-	out := f.mustCLI(f.n2, "history", "--events", "--data-dir", f.n2.dataDir)
-	if !strings.Contains(out, "vip-conflict") {
-		t.Fatalf("no vip-conflict event in history:\n%s", out)
-	}
+	// The event is committed after the holder re-announces, and reaches
+	// node2 by replication: wait for it.
+	waitFor(t, 20*time.Second, "a vip-conflict event in node2's history", func() error {
+		out, err := f.cli(f.n2, "history", "--events", "--data-dir", f.n2.dataDir)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "vip-conflict") {
+			return fmt.Errorf("events:\n%s", out)
+		}
+		return nil
+	})
 	run(t, "ip", "-n", f.client.ns, "addr", "del", f.vip+"/24", "dev", f.client.hostIf)
 	waitFor(t, 20*time.Second, "the conflict to clear", func() error {
 		out, err := f.cli(f.w, "status", "--data-dir", f.w.dataDir, "-o", "json")
