@@ -123,9 +123,18 @@ func TestHealth_InjectedGPUFailureMovesTheRole(t *testing.T) {
 	if got := lastReason(h); got != "node2/health:node1:gpu:gpus (drill)" {
 		t.Fatalf("history ends with %s", got)
 	}
-	st := f.mustCLI(f.w, "status", "--data-dir", f.w.dataDir)
-	if !strings.Contains(st, "gpu:gpus failing (drill)") {
-		t.Fatalf("status does not show node1's failing gpu check:\n%s", st)
-	}
+	// Status on the witness reads node1's checks from gossip, which may
+	// trail the move by a publish interval.
+	var st string
+	waitFor(t, 10*time.Second, "the witness's status to show node1's failing gpu check", func() error {
+		var err error
+		if st, err = f.cli(f.w, "status", "--data-dir", f.w.dataDir); err != nil {
+			return err
+		}
+		if !strings.Contains(st, "gpu:gpus failing (drill)") {
+			return fmt.Errorf("status:\n%s", st)
+		}
+		return nil
+	})
 	t.Logf("status:\n%s", st)
 }
