@@ -66,3 +66,10 @@ clean:
 BENCHTIME ?= 5x
 bench-failover: build
 	$(GO) test -tags integration -run='^$$' -bench='^BenchmarkFailover$$' -benchtime=$(BENCHTIME) -timeout 30m -v ./integration/ | grep -E 'Benchmark|over [0-9]+ runs|^ok|FAIL|---'
+
+# The lease simulation over more seeds than `make test` runs (2,000):
+# `make sim SEEDS=100000`; a failing seed prints the command that replays it.
+SEEDS ?= 20000
+.PHONY: sim
+sim:
+	$(GO) test -count=1 -run='^TestSimulation$$' -timeout 60m ./cluster/lease -sim.seeds=$(SEEDS) -sim.stats -v
