@@ -213,8 +213,9 @@ func (CreateToken) Type() Type { return TypeCreateToken }
 // Version returns the payload version this node writes.
 func (CreateToken) Version() uint8 { return versionCreateToken }
 
-// Validate checks the token's ID, secret hash and times.
-func (c CreateToken) Validate() error { return invalid(validateToken(c.Token)) }
+// Validate checks the token's ID, secret hash, times, lifetime (at most
+// MaxTokenLifetime) and role (empty or a valid role).
+func (c CreateToken) Validate() error { return invalid(validateNewToken(c.Token)) }
 
 // Type returns TypePruneTokens.
 func (PruneTokens) Type() Type { return TypePruneTokens }

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -26,6 +27,14 @@ type Config struct {
 	// Logger receives rejections, skipped entries and restores. Nil means
 	// hclog.NewNullLogger().
 	Logger hclog.Logger
+	// ValidateSettings checks a settings document (compacted JSON, never
+	// nil) as a SetSettings is applied; an error rejects the command. The
+	// schema belongs to the cluster package, which injects its validator
+	// here, so that no path (a forwarded command included) commits
+	// settings the agents cannot run with. It must be deterministic: the
+	// same verdict for the same bytes on every replica, reading no clock,
+	// file or network. Nil accepts any JSON object.
+	ValidateSettings func(json.RawMessage) error
 }
 
 // handler applies one decoded, validated command to s. It must check every
@@ -37,8 +46,9 @@ type handler func(s *State, c Command, index uint64) error
 // Snapshot and Restore are called by Raft; State, Member and Changed are for
 // readers on any goroutine.
 type FSM struct {
-	logger   hclog.Logger
-	handlers map[Type]handler // built in New, read-only afterwards
+	logger           hclog.Logger
+	validateSettings func(json.RawMessage) error // nil accepts any object
+	handlers         map[Type]handler            // built in New, read-only afterwards
 
 	mu      sync.RWMutex // guards state and changed
 	state   State
@@ -55,16 +65,17 @@ func New(cfg Config) *FSM {
 		logger = hclog.NewNullLogger()
 	}
 	f := &FSM{
-		logger:   logger,
-		handlers: make(map[Type]handler),
-		state:    emptyState(),
-		changed:  make(chan struct{}),
+		logger:           logger,
+		validateSettings: cfg.ValidateSettings,
+		handlers:         make(map[Type]handler),
+		state:            emptyState(),
+		changed:          make(chan struct{}),
 	}
 	f.register(TypeUpsertMember, applyUpsertMember)
 	f.register(TypeRemoveMember, applyRemoveMember)
 	f.register(TypeSetActive, applySetActive)
 	f.register(TypeSetMaintenance, applySetMaintenance)
-	f.register(TypeSetSettings, applySetSettings)
+	f.register(TypeSetSettings, f.applySetSettings)
 	f.register(TypeCreateToken, applyCreateToken)
 	f.register(TypePruneTokens, applyPruneTokens)
 	f.register(TypeRecordEvent, applyRecordEvent)
@@ -254,9 +265,16 @@ func applySetMaintenance(s *State, c Command, _ uint64) error {
 	return nil
 }
 
-// applySetSettings replaces the settings document (nil clears it).
-func applySetSettings(s *State, c Command, _ uint64) error {
-	s.Settings = c.(SetSettings).Settings
+// applySetSettings replaces the settings document (nil clears it) once the
+// injected validator accepts it.
+func (f *FSM) applySetSettings(s *State, c Command, _ uint64) error {
+	doc := c.(SetSettings).Settings
+	if doc != nil && f.validateSettings != nil {
+		if err := f.validateSettings(doc); err != nil {
+			return invalid(fmt.Errorf("settings: %w", err))
+		}
+	}
+	s.Settings = doc
 	return nil
 }
 

@@ -67,6 +67,11 @@ type Token struct {
 	SecretHash string    `json:"secret_hash"` // hex SHA-256 of the secret
 	CreatedAt  time.Time `json:"created_at"`
 	Expires    time.Time `json:"expires"`
+	// Role is the role the token admits: RoleGPU admits a GPU node (which
+	// is handed the CA key) or a witness, RoleWitness only a witness.
+	// Empty in tokens written before roles existed (COMPAT(v1)): such a
+	// token admits either role and never brings the CA key.
+	Role Role `json:"role,omitempty"`
 }
 
 // HistoryLimit is how many transitions the state keeps; older ones are

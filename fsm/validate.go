@@ -23,6 +23,10 @@ const (
 	MaxSettingsLen = 1 << 20
 	// TokenIDLen is the length of a token ID.
 	TokenIDLen = 6
+	// MaxTokenLifetime is the longest a token may be valid, from its
+	// CreatedAt to its Expires. CreateToken is checked against it as it is
+	// applied, whoever proposed it (the CLI caps --ttl at the same value).
+	MaxTokenLifetime = 7 * 24 * time.Hour
 )
 
 // maxEventKindLen is the longest event kind.
@@ -180,6 +184,25 @@ func validateToken(t Token) error {
 	if !t.Expires.After(t.CreatedAt) {
 		return fmt.Errorf("token %s: expires %s is not after created_at %s", t.ID,
 			t.Expires.UTC().Format(time.RFC3339Nano), t.CreatedAt.UTC().Format(time.RFC3339Nano))
+	}
+	if t.Role != "" && !t.Role.Valid() {
+		return fmt.Errorf("token %s: role %q: want %q or %q", t.ID, t.Role, RoleGPU, RoleWitness)
+	}
+	return nil
+}
+
+// validateNewToken checks a token that a CreateToken is about to store:
+// the rules of validateToken and a lifetime of at most MaxTokenLifetime.
+// A snapshot is not held to the lifetime, so that a state written before
+// the rule (it may hold such a token) still restores; the token is pruned
+// when it expires.
+func validateNewToken(t Token) error {
+	if err := validateToken(t); err != nil {
+		return err
+	}
+	if life := t.Expires.Sub(t.CreatedAt); life > MaxTokenLifetime {
+		return fmt.Errorf("token %s: valid for %v (created_at %s, expires %s), at most %v allowed", t.ID, life,
+			t.CreatedAt.UTC().Format(time.RFC3339), t.Expires.UTC().Format(time.RFC3339), MaxTokenLifetime)
 	}
 	return nil
 }
