@@ -137,6 +137,9 @@ func Start(cfg Config) (_ *Agent, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := checkPermissions(cfg.DataDir); err != nil { // security (perms.go): no key open to other users
+		return nil, err
+	}
 	bundle, err := pki.LoadBundle(filepath.Join(cfg.DataDir, tlsDirName))
 	if err != nil {
 		return nil, fmt.Errorf("load tls material (run init or join first): %w", err)
@@ -211,20 +214,15 @@ func (a *Agent) serve() error {
 		return fmt.Errorf("listen api %s: %w", hostPort(a.cfg.Node.BindAddr(), a.cfg.Node.Ports.API), err)
 	}
 	sock := SocketPath(a.cfg.DataDir)
-	_ = os.Remove(sock) // a stale socket of a previous run
-	localLn, err := net.Listen("unix", sock)
+	localLn, err := listenLocalSocket(sock) // security (perms.go): 0600 from the first instant
 	if err != nil {
 		remoteLn.Close()
-		return fmt.Errorf("listen local socket %s: %w", sock, err)
-	}
-	if err := os.Chmod(sock, 0o600); err != nil {
-		remoteLn.Close()
-		localLn.Close()
-		return fmt.Errorf("chmod local socket %s: %w", sock, err)
+		return err
 	}
 	errLog := a.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
-	a.remoteSrv = &http.Server{Handler: a.handler(true), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}
-	a.localSrv = &http.Server{Handler: a.handler(false), ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}
+	// security (limits.go): read, write and idle timeouts on every server.
+	a.remoteSrv = limitServer(&http.Server{Handler: a.handler(true), ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}, remoteLimits)
+	a.localSrv = limitServer(&http.Server{Handler: a.handler(false), ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}, localLimits)
 	tlsLn := tls.NewListener(remoteLn, a.bundle.APIServerConfig())
 	servers := []struct {
 		srv *http.Server
@@ -239,7 +237,7 @@ func (a *Agent) serve() error {
 		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /metrics", a.handleMetrics)
-		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
+		a.metricsSrv = limitServer(&http.Server{Handler: mux, ErrorLog: errLog}, remoteLimits)
 		servers = append(servers, struct {
 			srv *http.Server
 			ln  net.Listener

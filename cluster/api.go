@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/newbieha/newbieha/cluster/pki"
@@ -353,13 +354,43 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // readJSON decodes a bounded, strict JSON body; on failure it answers 400
 // naming the problem and returns false.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+	if err := decodeBody(http.MaxBytesReader(w, r.Body, maxBody), v); err != nil {
 		writeError(w, fmt.Errorf("%w: body: %v", ErrBadRequest, err))
 		return false
 	}
 	return true
+}
+
+// decodeBody decodes exactly one JSON object from rd into v: an empty body,
+// a body that is not an object (null, an array, a number), an unknown field
+// and anything but white space after the object are errors. An empty body
+// is not "all defaults": `POST /v1/maintenance` with no body must not
+// switch maintenance off.
+func decodeBody(rd io.Reader, v any) error {
+	dec := json.NewDecoder(rd)
+	dec.DisallowUnknownFields()
+	tok, err := dec.Token()
+	switch {
+	case errors.Is(err, io.EOF):
+		return errors.New("empty, want a JSON object")
+	case err != nil:
+		return err
+	case tok != json.Delim('{'):
+		return fmt.Errorf("starts with %v, want a JSON object", tok)
+	}
+	// Decode the object again from its start: Token consumed the brace.
+	dec = json.NewDecoder(io.MultiReader(strings.NewReader("{"), dec.Buffered(), rd))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err == nil {
+			return errors.New("trailing data after the JSON object")
+		}
+		return fmt.Errorf("trailing data after the JSON object: %w", err)
+	}
+	return nil
 }
 
 func errBadDuration(s string) error {
