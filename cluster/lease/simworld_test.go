@@ -132,6 +132,7 @@ type simNode struct {
 	// Targeted faults.
 	pauseAfterSend  int64 // pause this long right after the next round is sent
 	crashAfterGrant bool  // crash right after the next grant is sent
+	slowReleases    bool  // this run's releases arrive late
 }
 
 // clock is the node's reading at real time t.
@@ -217,6 +218,7 @@ type world struct {
 	pending       bool
 	holdDown      time.Duration
 	faultMean     int64
+	faultWeight   [fKinds]float64
 	preferred     string
 	preempt       bool
 	maxLease      time.Duration // the longest L+ε ever committed
@@ -242,7 +244,7 @@ func newWorld(seed uint64, bugs Bugs, traceN int) *world {
 	for i := range w.nodes {
 		n := &simNode{idx: i, name: simNames[i], gpu: i < 2, up: true, eligible: true, healthy: true}
 		n.ppm = r.Int64N(2*simPPM+1) - simPPM
-		n.off = int64(time.Second) + r.Int64N(int64(1000*time.Hour))
+		n.off = int64(time.Minute) + r.Int64N(int64(1000*time.Hour))
 		n.wallOff = int64(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).UnixNano()) + r.Int64N(int64(time.Second)) - int64(500*time.Millisecond)
 		n.state.params = DefaultParams()
 		w.nodes[i] = n
@@ -256,6 +258,10 @@ func newWorld(seed uint64, bugs Bugs, traceN int) *world {
 	w.electTimeout = int64(150*time.Millisecond) + r.Int64N(int64(1350*time.Millisecond))
 	w.holdDown = time.Duration(r.Int64N(int64(3 * time.Second)))
 	w.faultMean = int64(50*time.Millisecond) + r.Int64N(int64(time.Second))
+	w.drawFaults()
+	// Half the seeds start from a cluster formed long ago, half from a
+	// fresh one whose voters are all in quarantine.
+	warm := r.IntN(2) == 0
 	if r.IntN(3) == 0 {
 		w.preempt, w.preferred = true, simGPU[r.IntN(2)]
 	}
@@ -264,6 +270,10 @@ func newWorld(seed uint64, bugs Bugs, traceN int) *world {
 	w.noLeaderSince = 0
 	for _, n := range w.nodes {
 		w.startAgent(n)
+		if warm {
+			n.voter = NewVoter(n.name, n.clock(0)-Quarantine, n.state.params.Drift)
+			n.voter.plant = w.bugs
+		}
 	}
 	return w
 }
@@ -431,7 +441,7 @@ func (w *world) historyKept() {
 // address first, then starts a voter in quarantine and a holder with a fresh
 // nonce base.
 func (w *world) startAgent(n *simNode) {
-	n.fence, n.hold, n.stopping = 0, false, false
+	n.fence, n.hold, n.stopping, n.slowReleases = 0, false, false, false
 	w.fenceWritten(n)
 	n.voter = NewVoter(n.name, n.clock(w.now), n.state.params.Drift)
 	n.voter.plant = w.bugs
@@ -570,6 +580,11 @@ func (w *world) sendRequest(n *simNode, e Envelope) {
 		return
 	}
 	req := e.Req
+	if req.Release && n.slowReleases {
+		// The runner gave up on it, but the request still gets there.
+		w.at(int64(50*time.Millisecond)+w.rng.Int64N(int64(time.Second)), to, -1, "release (late)", func() { w.voterHandle(w.nodes[to], req) })
+		return
+	}
 	w.send(n.idx, to, "request", func(v *simNode) {
 		if a, ok := w.voterHandle(v, req); ok {
 			w.steps(v, []func(){func() {
@@ -719,16 +734,27 @@ func (w *world) restart(n *simNode) {
 	w.startAgent(n)
 }
 
-// stop is SIGTERM of the agent: it releases (Stopping), then exits.
+// stop is SIGTERM of the agent (systemctl restart): the active node first
+// asks for a planned failover and waits a little for it (it may not come:
+// the standby is unhealthy, the leader unreachable), then it releases
+// (Stopping) and exits once the releases are sent.
 func (w *world) stop(n *simNode, down int64) {
 	if !n.up || n.paused {
 		return
 	}
 	w.tracef("%s stops", n.name)
-	n.stopping = true
-	w.tick(n)
-	w.at(int64(time.Millisecond)+w.rng.Int64N(int64(50*time.Millisecond)), n.idx, n.inc, "exit", func() {
-		w.crash(n, false, down, "stopped")
+	handover := int64(0)
+	if n.gpu && n.state.view.Active == n.name && w.rng.IntN(2) == 0 {
+		w.operator(simEntry{kind: simMove, reason: "manual:stop"})
+		handover = w.rng.Int64N(int64(500 * time.Millisecond))
+	}
+	inc := n.inc
+	w.at(handover, n.idx, inc, "stop", func() {
+		n.stopping = true
+		w.tick(n)
+		w.at(int64(time.Millisecond)+w.rng.Int64N(int64(50*time.Millisecond)), n.idx, inc, "exit", func() {
+			w.crash(n, false, down, "stopped")
+		})
 	})
 }
 
@@ -994,6 +1020,43 @@ func (w *world) randomParams() Params {
 
 // ---- faults ----
 
+// The kinds of fault; each seed draws its own mix of them.
+const (
+	fPartition = iota
+	fHealLinks
+	fOneWay
+	fCrash
+	fStop
+	fPause
+	fPauseInFlight
+	fCrashAfterGrant
+	fHealth
+	fMaintenance
+	fFailover
+	fSettings
+	fTransfer
+	fNetwork
+	fDrill
+	fQuickRestart
+	fKinds
+)
+
+// drawFaults gives each kind of fault a weight for this seed: some seeds
+// crash a lot, some only partition, some only pause.
+func (w *world) drawFaults() {
+	r := w.rng
+	sum := 0.0
+	for i := range w.faultWeight {
+		if r.IntN(4) > 0 {
+			w.faultWeight[i] = r.Float64()
+		}
+		sum += w.faultWeight[i]
+	}
+	if sum == 0 {
+		w.faultWeight[fFailover] = 1
+	}
+}
+
 func (w *world) fault() {
 	if w.healed {
 		return
@@ -1001,8 +1064,16 @@ func (w *world) fault() {
 	w.at(int64(time.Millisecond)+w.rng.Int64N(2*w.faultMean), -1, -1, "fault", w.fault)
 	r := w.rng
 	n := w.nodes[r.IntN(3)]
-	switch k := r.IntN(108); {
-	case k < 10: // a partition of any shape
+	sum := 0.0
+	for _, x := range w.faultWeight {
+		sum += x
+	}
+	k, x := 0, r.Float64()*sum
+	for k = 0; k < fKinds-1 && x >= w.faultWeight[k]; k++ {
+		x -= w.faultWeight[k]
+	}
+	switch k {
+	case fPartition: // any shape
 		for i := range 3 {
 			for j := i + 1; j < 3; j++ {
 				cut := r.IntN(2) == 0
@@ -1010,20 +1081,20 @@ func (w *world) fault() {
 			}
 		}
 		w.tracef("fault: links %v", w.link)
-	case k < 18:
+	case fHealLinks:
 		for i := range 3 {
 			for j := range 3 {
 				w.link[i][j] = true
 			}
 		}
 		w.tracef("fault: network healed")
-	case k < 23: // one way
+	case fOneWay:
 		i, j := r.IntN(3), r.IntN(3)
 		if i != j {
 			w.link[i][j] = false
 			w.tracef("fault: %s -> %s drops", simNames[i], simNames[j])
 		}
-	case k < 29:
+	case fCrash:
 		wiped := r.IntN(4) == 0
 		if wiped {
 			for _, m := range w.nodes {
@@ -1033,35 +1104,46 @@ func (w *world) fault() {
 			}
 		}
 		w.crash(n, wiped, int64(10*time.Millisecond)+r.Int64N(int64(8*time.Second)), "fault")
-	case k < 31:
+	case fStop:
 		w.stop(n, int64(10*time.Millisecond)+r.Int64N(int64(3*time.Second)))
-	case k < 41:
+	case fQuickRestart: // the holder's agent restarts at once, its releases late, then a move
+		for _, m := range w.nodes[:2] {
+			if m.fenceOpen(w.now) {
+				m.slowReleases = r.IntN(2) == 0
+				down := int64(10*time.Millisecond) + r.Int64N(int64(300*time.Millisecond))
+				w.stop(m, down)
+				w.at(down+r.Int64N(int64(time.Second)), -1, -1, "failover", func() {
+					w.operator(simEntry{kind: simMove, reason: "manual:failover"})
+				})
+			}
+		}
+	case fPause:
 		w.pause(n, w.pauseLen(), "fault")
-	case k < 45: // the holder pauses with its answers in flight
+	case fPauseInFlight: // the holder pauses with its answers in flight
 		for _, m := range w.nodes[:2] {
 			if m.holderEpoch() != 0 {
 				m.pauseAfterSend = int64(100*time.Millisecond) + r.Int64N(int64(5*time.Second))
 			}
 		}
-	case k < 48:
+	case fCrashAfterGrant:
 		n.crashAfterGrant = true
-	case k < 56:
+	case fHealth:
 		g := w.nodes[r.IntN(2)]
 		g.healthy = !g.healthy
 		w.tracef("fault: %s healthy=%v", g.name, g.healthy)
-	case k < 59:
+	case fMaintenance:
 		w.operator(simEntry{kind: simMaint, maint: r.IntN(2) == 0})
-	case k < 67:
+	case fFailover:
 		w.operator(simEntry{kind: simMove, reason: "manual:failover"})
-	case k < 72:
+	case fSettings:
 		w.operator(simEntry{kind: simSettings, params: w.randomParams()})
-	case k < 77: // leader transfer
+	case fTransfer:
 		if w.leader >= 0 && w.raftOK(w.nodes[w.leader]) && w.raftOK(n) && n.idx != w.leader && len(n.log) == len(w.committed) && w.conn(w.leader, n.idx) {
 			w.setLeader(n, "transfer")
 		}
-	case k < 80:
+	case fNetwork:
 		w.netFaulty()
-	case k < 88:
+	case fDrill:
 		w.drill()
 	}
 }
