@@ -16,6 +16,8 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/newbieha/newbieha/vip/fence"
 )
 
 // netlinkTimeout bounds one netlink request; the kernel answers in
@@ -32,16 +34,23 @@ const infinityLifetime = 0xFFFFFFFF
 // A Manager acts in the network namespace of the OS thread that called New,
 // for its whole life, whichever goroutine later calls it.
 //
-// Only Claim, Renew and Announce put the address on the wire or the
-// interface, and the Manager never decides on its own to do so: the caller
-// (the cluster controller) calls them only while the one rule allows it
-// (docs/vip.md). Background goroutines only repeat announcements of an
-// address the kernel still holds, and stop on Release and Close.
+// Only Hold (and the older Claim and Renew) and Announce put the address
+// on the wire or the interface, and the Manager never decides on its own to
+// do so: the caller (the cluster controller) calls them only while the one
+// rule allows it (docs/vip.md). Background goroutines only repeat
+// announcements of an address the kernel still holds, and stop on Release
+// and Close.
+//
+// Hold guards the address with the kernel fence (package vip/fence): an
+// eBPF classifier on the interface that drops the VIP's traffic once
+// CLOCK_BOOTTIME passes the deadline the holder's lease allows, whatever
+// this process does afterwards.
 type Manager struct {
-	cfg Config
-	log hclog.Logger
-	ns  *netNS
-	now func() time.Time // time.Now; tests replace it
+	cfg     Config
+	log     hclog.Logger
+	ns      *netNS
+	now     func() time.Time     // time.Now; tests replace it
+	bootNow func() time.Duration // fence.Now (CLOCK_BOOTTIME); tests replace it
 
 	// nlMu guards nl against Close; every netlink use holds it for reading.
 	nlMu   sync.RWMutex
@@ -54,6 +63,7 @@ type Manager struct {
 	mu      sync.Mutex
 	burst   *loop
 	refresh *loop
+	fence   *fence.Fence // nil until Hold installs it, or Release finds one
 }
 
 // loop is one background goroutine with its stop path.
@@ -110,11 +120,12 @@ func New(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("set netlink timeout: %w", err)
 	}
 	m := &Manager{
-		cfg: cfg,
-		log: cfg.Logger.With("vip", cfg.Addr.String(), "iface", cfg.Iface),
-		ns:  ns,
-		now: time.Now,
-		nl:  h,
+		cfg:     cfg,
+		log:     cfg.Logger.With("vip", cfg.Addr.String(), "iface", cfg.Iface),
+		ns:      ns,
+		now:     time.Now,
+		bootNow: fence.Now,
+		nl:      h,
 	}
 	if _, err := m.link(); err != nil {
 		h.Close()
@@ -239,8 +250,22 @@ func (m *Manager) install(ctx context.Context, notAfter time.Time) (bool, error)
 	if now := m.now(); now.After(notAfter) {
 		return false, fmt.Errorf("now %s is %v past notAfter: %w", now.Format(time.RFC3339Nano), now.Sub(notAfter), ErrStaleConfirmation)
 	}
+	return m.writeAddr(m.cfg.Lifetime, func() error {
+		if now := m.now(); now.After(notAfter) {
+			return fmt.Errorf("notAfter passed while adding the address, removed it again: %w", ErrStaleConfirmation)
+		}
+		return nil
+	})
+}
+
+// writeAddr adds or replaces the address with valid_lft = preferred_lft =
+// lifetime (whole seconds) and reports whether it was absent before. Right
+// after the write it calls stale: a non-nil result means the caller's
+// authority ran out during the write (a pause between its check and the
+// write), so the address is removed again and that error returned.
+func (m *Manager) writeAddr(lifetime time.Duration, stale func() error) (bool, error) {
 	ip := m.cfg.Addr.Addr()
-	secs := int(m.cfg.Lifetime / time.Second)
+	secs := int(RoundLifetime(lifetime) / time.Second)
 	var absent bool
 	err := m.withHandle(func(h *netlink.Handle) error {
 		l, err := h.LinkByName(m.cfg.Iface)
@@ -266,13 +291,13 @@ func (m *Manager) install(ctx context.Context, notAfter time.Time) (bool, error)
 		if err := h.AddrReplace(l, a); err != nil {
 			return fmt.Errorf("add %s to %s with lifetime %ds: %w", m.cfg.Addr, m.cfg.Iface, secs, err)
 		}
-		if now := m.now(); now.After(notAfter) {
-			// Paused between the check above and the write: the kernel now
-			// holds a lease the caller's confirmation does not cover.
+		if staleErr := stale(); staleErr != nil {
+			// Paused between the check and the write: the kernel now
+			// holds a lease the caller's authority does not cover.
 			if err := h.AddrDel(l, a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
-				return fmt.Errorf("remove %s again after passing notAfter (%w): %w", m.cfg.Addr, ErrStaleConfirmation, err)
+				return fmt.Errorf("remove %s again (%w): %w", m.cfg.Addr, staleErr, err)
 			}
-			return fmt.Errorf("notAfter passed while adding the address, removed it again: %w", ErrStaleConfirmation)
+			return staleErr
 		}
 		// The same IP with another prefix length would be a second address
 		// outside the lease; remove it so the lease alone decides.
@@ -287,6 +312,159 @@ func (m *Manager) install(ctx context.Context, notAfter time.Time) (bool, error)
 		return nil
 	})
 	return absent, err
+}
+
+// Hold is how the holder of a lease keeps the VIP: it makes sure the
+// kernel fence is installed and in force on the interface (installing or
+// repairing it, and reading it back), writes deadline into it, and then
+// adds or refreshes the address. deadline is an instant on CLOCK_BOOTTIME
+// (Now): the start of the lease round that granted the lease plus the
+// lease length, never later. From that instant the kernel drops the VIP's
+// ARP and IP traffic whatever this process does, so a late or repeated
+// call cannot extend the lease beyond the value it carries.
+//
+// In order:
+//
+//  1. ensure the fence (Install, or Verify an installed one); if that fails,
+//     fail closed: remove the address, return an error wrapping ErrFence;
+//  2. write deadline and read it back (ErrFence on failure, as above);
+//  3. if Now() >= deadline, refuse with ErrStaleConfirmation, removing the
+//     address (the fence already drops its traffic);
+//  4. add or replace the address with valid_lft = the larger of Lifetime and
+//     the time left to the deadline (a backstop that cleans up after a
+//     crash; the fence is what enforces the deadline), removing it again if
+//     the deadline passed during the write;
+//  5. if the address was absent, start the announcements, as Claim does.
+//
+// claimed reports step 5: the address was absent and is now added and
+// announced. A returned error wrapping ErrAnnounce comes with claimed true:
+// the address and the fence are in place, the first announcement failed,
+// and the burst still tries the rest.
+func (m *Manager) Hold(ctx context.Context, deadline time.Duration) (claimed bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return false, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if deadline <= 0 {
+		m.dropLocked("zero deadline")
+		return false, fmt.Errorf("hold %s: deadline %v: %w", m.cfg.Assignment, deadline, ErrStaleConfirmation)
+	}
+	f, err := m.ensureFence()
+	if err != nil {
+		m.dropLocked("fence not in place")
+		return false, fmt.Errorf("hold %s: %w: %w", m.cfg.Assignment, ErrFence, err)
+	}
+	if err := f.SetDeadline(deadline); err != nil {
+		m.dropLocked("fence deadline not written")
+		return false, fmt.Errorf("hold %s: %w: %w", m.cfg.Assignment, ErrFence, err)
+	}
+	now := m.bootNow()
+	if now >= deadline {
+		m.dropLocked("deadline passed")
+		return false, fmt.Errorf("hold %s: deadline passed %v ago: %w", m.cfg.Assignment, now-deadline, ErrStaleConfirmation)
+	}
+	absent, err := m.writeAddr(holdLifetime(m.cfg.Lifetime, deadline-now), func() error {
+		if now := m.bootNow(); now >= deadline {
+			return fmt.Errorf("deadline passed %v ago while adding the address, removed it again: %w", now-deadline, ErrStaleConfirmation)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("hold %s: %w", m.cfg.Assignment, err)
+	}
+	if !absent {
+		return false, nil
+	}
+	m.log.Info("vip claimed", "fence_deadline_in", deadline-now)
+	m.startRefresh()
+	if err := m.restartBurst(); err != nil {
+		return true, fmt.Errorf("hold %s: %w: %w", m.cfg.Assignment, ErrAnnounce, err)
+	}
+	return true, nil
+}
+
+// fenceConfig is the fence this Manager's VIP uses.
+func (m *Manager) fenceConfig() fence.Config {
+	return fence.Config{Iface: m.cfg.Iface, VIP: m.cfg.Addr.Addr(), PinDir: m.cfg.FencePinDir}
+}
+
+// ensureFence returns the fence, verified: the one this Manager holds if
+// Verify passes, otherwise a fresh Install (which keeps an existing fence's
+// map and deadline, and repairs what is missing). Callers hold m.mu.
+func (m *Manager) ensureFence() (*fence.Fence, error) {
+	if m.fence != nil {
+		err := m.fence.Verify()
+		if err == nil {
+			return m.fence, nil
+		}
+		m.log.Warn("vip fence no longer in place; installing it again", "error", err)
+		_ = m.fence.Close()
+		m.fence = nil
+	}
+	var f *fence.Fence
+	err := m.ns.do(func() error {
+		var err error
+		f, err = fence.Install(m.fenceConfig())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.fence = f
+	m.log.Info("vip fence in place", "handle", fmt.Sprintf("%#x", f.Handle()), "map_id", f.MapID())
+	return f, nil
+}
+
+// closeFence sets the fence's deadline to 0, so the kernel drops the VIP's
+// traffic from now on. Without a fence of its own, the Manager looks for
+// one left on the interface (by an earlier Manager or process) and keeps
+// it. No fence at all is not an error. Callers hold m.mu.
+func (m *Manager) closeFence() error {
+	if m.fence == nil {
+		var f *fence.Fence
+		err := m.ns.do(func() error {
+			var err error
+			f, err = fence.Open(m.fenceConfig())
+			return err
+		})
+		if errors.Is(err, fence.ErrNotInstalled) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("close the vip fence: %w", err)
+		}
+		m.fence = f
+	}
+	if err := m.fence.SetDeadline(0); err != nil {
+		return fmt.Errorf("close the vip fence: %w", err)
+	}
+	return nil
+}
+
+// dropLocked makes this host hold nothing after a refused Hold: no
+// announcements, fence deadline 0, no address. Errors are logged; the
+// caller returns the reason it dropped. Callers hold m.mu.
+func (m *Manager) dropLocked(why string) {
+	m.stopLoops()
+	if m.fence != nil {
+		if err := m.fence.SetDeadline(0); err != nil {
+			m.log.Error("closing the vip fence failed", "error", err, "why", why)
+		}
+	}
+	err := m.withHandle(func(h *netlink.Handle) error {
+		n, err := removeVIP(h, m.cfg.Assignment)
+		if n > 0 {
+			m.log.Warn("vip removed: hold refused", "why", why)
+		}
+		return err
+	})
+	if err != nil {
+		m.log.Error("removing the vip after a refused hold failed", "error", err, "why", why)
+	}
 }
 
 // Claim puts the address on the interface with valid_lft = preferred_lft =
@@ -306,6 +484,9 @@ func (m *Manager) install(ctx context.Context, notAfter time.Time) (bool, error)
 //
 // A returned error that wraps ErrAnnounce means the address is in place but
 // the first announcement failed; the burst still tries the rest.
+//
+// Claim and Renew are the API from before the kernel fence: they do not
+// touch it. The cluster moves to Hold; they stay until it has.
 func (m *Manager) Claim(ctx context.Context, notAfter time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -379,11 +560,18 @@ func (m *Manager) Announce(ctx context.Context) error {
 	return nil
 }
 
-// Release stops all announcing, waits until no announcement is in flight,
-// and removes the address (every address with the VIP's IP on the
-// interface, whatever its prefix length). An absent address or interface is
-// not an error. After Release returns, this Manager sends nothing until the
-// next Claim, Renew or Announce.
+// Release stops all announcing and waits until no announcement is in
+// flight, closes the fence (deadline 0: from now on the kernel drops the
+// VIP's traffic), and then removes the address (every address with the
+// VIP's IP on the interface, whatever its prefix length). Closing the fence
+// first means the host stops answering for the VIP at once, before the
+// address is gone; the other way round would leave a moment in which
+// nothing but the address lifetime stops it. A Manager without a fence of
+// its own closes one a predecessor left for its VIP. An absent fence,
+// address or interface is not an error. After Release returns, this
+// Manager sends nothing until the next Hold, Claim, Renew or Announce. If
+// the fence cannot be closed, the address is removed anyway and the error
+// returned.
 func (m *Manager) Release() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -391,6 +579,7 @@ func (m *Manager) Release() error {
 		return ErrClosed
 	}
 	m.stopLoops()
+	fenceErr := m.closeFence()
 	err := m.withHandle(func(h *netlink.Handle) error {
 		n, err := removeVIP(h, m.cfg.Assignment)
 		if n > 0 {
@@ -398,16 +587,20 @@ func (m *Manager) Release() error {
 		}
 		return err
 	})
-	if err != nil {
+	if err := errors.Join(fenceErr, err); err != nil {
 		return fmt.Errorf("release %s: %w", m.cfg.Assignment, err)
 	}
 	return nil
 }
 
-// Close stops the background announcements and frees the Manager's
-// resources. It does not remove the address: call Release first for that;
-// otherwise the kernel removes it when its lifetime runs out. Close is
-// idempotent.
+// Close is a clean stop: it stops the announcements, closes the fence
+// (deadline 0), removes the address, then detaches the fence (never the
+// other way round: a fence removed while the address is still there would
+// leave the address answering with nothing to stop it), and frees the
+// Manager's resources. If the address cannot be removed, the fence stays
+// attached, closed, and Close returns the error; the address lifetime
+// removes the address later. Close is idempotent; after it, every method
+// returns ErrClosed.
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -415,11 +608,34 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.stopLoops()
+	fenceErr := m.closeFence()
+	var removed int
+	addrErr := m.withHandle(func(h *netlink.Handle) error {
+		var err error
+		removed, err = removeVIP(h, m.cfg.Assignment)
+		return err
+	})
+	if removed > 0 {
+		m.log.Info("vip released", "why", "closing")
+	}
+	if m.fence != nil {
+		if addrErr == nil {
+			if err := m.fence.Remove(); err != nil {
+				fenceErr = errors.Join(fenceErr, err)
+			}
+		} else {
+			_ = m.fence.Close() // stays attached with deadline 0
+		}
+		m.fence = nil
+	}
 	m.nlMu.Lock()
 	m.closed.Store(true)
 	m.nl.Close()
 	m.nlMu.Unlock()
 	m.ns.close()
+	if err := errors.Join(addrErr, fenceErr); err != nil {
+		return fmt.Errorf("close %s: %w", m.cfg.Assignment, err)
+	}
 	return nil
 }
 
@@ -614,3 +830,52 @@ func ReleaseAddr(a Assignment) error {
 	}
 	return nil
 }
+
+// Cleanup removes what an earlier agent may have left on this host for a:
+// it closes every newbieha fence on a.Iface (deadline 0), removes the
+// address, and then detaches those fences (and their pins under pinDir, if
+// set). For agent start-up (after the data-dir lock is held, before
+// anything claims) and for `newbieha vip release` after a stop. Absent
+// fences, address or interface are not an error. It acts in the network
+// namespace of the calling OS thread.
+func Cleanup(a Assignment, pinDir string) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	var errs []error
+	found, err := fence.List(a.Iface)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, at := range found {
+		if !at.VIP.IsValid() {
+			continue // unreadable name: RemoveAll below still removes it
+		}
+		f, err := fence.Open(fence.Config{Iface: a.Iface, VIP: at.VIP})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := f.SetDeadline(0); err != nil {
+			errs = append(errs, err)
+		}
+		_ = f.Close()
+	}
+	if err := ReleaseAddr(a); err != nil {
+		// The address is still there: leave the (closed) fences attached,
+		// they are all that keeps it from answering.
+		return fmt.Errorf("clean up %s: %w", a, errors.Join(append(errs, err)...))
+	}
+	if _, err := fence.RemoveAll(a.Iface, pinDir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("clean up %s: %w", a, err)
+	}
+	return nil
+}
+
+// Now returns CLOCK_BOOTTIME, the clock of Hold's deadline and of the
+// kernel fence (fence.Now). The holder reads it before its lease round
+// starts and passes that reading plus the lease length to Hold.
+func Now() time.Duration { return fence.Now() }

@@ -276,10 +276,10 @@ func TestClose(t *testing.T) {
 	if _, err := m.Probe(ctx, time.Second); !errors.Is(err, ErrClosed) {
 		t.Errorf("Probe after Close: err = %v, want ErrClosed", err)
 	}
-	// Close leaves the address to its lease.
+	// Close is a clean stop: it removes the address.
 	a := l.node("a")
-	if got := a.addrs(t, a.handle(t), labVIP.Addr()); len(got) != 1 {
-		t.Fatalf("Close removed the address (%d left); it must leave it to the lease", len(got))
+	if got := a.addrs(t, a.handle(t), labVIP.Addr()); len(got) != 0 {
+		t.Fatalf("Close left %d addresses with the VIP; a clean stop removes it", len(got))
 	}
 }
 

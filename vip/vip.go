@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -23,8 +24,14 @@ var (
 
 	// ErrStaleConfirmation is returned by Claim and Renew when the caller's
 	// notAfter instant had passed before the address was written, or passed
-	// while it was being written (the address is then removed again).
+	// while it was being written (the address is then removed again), and
+	// by Hold when its deadline had passed (Hold then holds nothing).
 	ErrStaleConfirmation = errors.New("leadership confirmation too old to touch the vip")
+
+	// ErrFence is returned (wrapped, with the reason) by Hold when the
+	// kernel fence cannot be installed, read back or written: Hold then
+	// fails closed and holds nothing.
+	ErrFence = errors.New("vip fence not in place")
 
 	// ErrNotHeld is returned by Announce when the address is not on the
 	// interface: a host that does not hold the VIP must not announce it.
@@ -152,8 +159,22 @@ type Config struct {
 	// garp_master_refresh. 0 turns it off (Keepalived's default too).
 	Refresh time.Duration
 
+	// FencePinDir, if set, is a directory on a bpffs where Hold's fence pins
+	// its deadline map, for operators (bpftool map dump pinned ...); Hold
+	// mounts a bpffs there if needed. Empty: nothing is pinned. The fence
+	// never needs the pin to be found again (see package vip/fence).
+	FencePinDir string
+
 	// Logger receives the Manager's log lines. nil discards them.
 	Logger hclog.Logger
+}
+
+// holdLifetime returns the address lifetime Hold installs when remaining
+// is left until the fence's deadline: Lifetime, or more if the deadline is
+// further away, so the backstop never removes the address while the fence
+// still lets it answer; at most the kernel's largest finite lifetime.
+func holdLifetime(lifetime, remaining time.Duration) time.Duration {
+	return min(max(lifetime, RoundLifetime(remaining)), maxLifetime)
 }
 
 // RoundLifetime returns the lease the kernel will actually enforce for d: d
@@ -204,6 +225,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: GARPInterval %v: must be at least %v (0 for the default %v)", ErrInvalidConfig, c.GARPInterval, minGARPInterval, DefaultGARPInterval)
 	case c.Refresh < 0 || (c.Refresh > 0 && c.Refresh < minRefresh):
 		return fmt.Errorf("%w: Refresh %v: must be 0 (off) or at least %v", ErrInvalidConfig, c.Refresh, minRefresh)
+	case c.FencePinDir != "" && !strings.HasPrefix(c.FencePinDir, "/"):
+		return fmt.Errorf("%w: FencePinDir %q: must be an absolute path", ErrInvalidConfig, c.FencePinDir)
 	}
 	return nil
 }

@@ -37,6 +37,9 @@ func (m *Manager) Claim(context.Context, time.Time) error { return ErrNotSupport
 // Renew returns ErrNotSupported.
 func (m *Manager) Renew(context.Context, time.Time) error { return ErrNotSupported }
 
+// Hold returns ErrNotSupported.
+func (m *Manager) Hold(context.Context, time.Duration) (bool, error) { return false, ErrNotSupported }
+
 // Announce returns ErrNotSupported.
 func (m *Manager) Announce(context.Context) error { return ErrNotSupported }
 
@@ -58,6 +61,17 @@ func ReleaseAddr(a Assignment) error {
 	}
 	return ErrNotSupported
 }
+
+// Cleanup returns ErrNotSupported after validating a.
+func Cleanup(a Assignment, pinDir string) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	return ErrNotSupported
+}
+
+// Now returns 0: CLOCK_BOOTTIME is Linux only.
+func Now() time.Duration { return 0 }
 
 // Probe returns ErrNotSupported.
 func Probe(context.Context, string, netip.Addr, time.Duration) ([]net.HardwareAddr, error) {

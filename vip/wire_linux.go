@@ -65,6 +65,11 @@ func send(c *packet.Conn, frames [][]byte) error {
 	for _, f := range frames {
 		dst := net.HardwareAddr(f[0:6])
 		if _, err := c.WriteTo(f, &packet.Addr{HardwareAddr: dst}); err != nil {
+			if errors.Is(err, unix.ENOBUFS) {
+				// tc egress dropped it (NET_XMIT_DROP): on the VIP's
+				// interface, the fence does that once its deadline passed.
+				return fmt.Errorf("send frame to %s: dropped on the way out (the vip fence drops the VIP's frames once its deadline has passed): %w", dst, err)
+			}
 			return fmt.Errorf("send frame to %s: %w", dst, err)
 		}
 	}
