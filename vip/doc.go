@@ -2,16 +2,33 @@
 // kernel-enforced lease, announces it, takes it away, and checks that no
 // other host claims it.
 //
-// # Lease
+// # Fence and lease
 //
-// Manager.Claim and Manager.Renew write the address through netlink
-// (RTM_NEWADDR with NLM_F_REPLACE, so the write is idempotent) with
-// valid_lft = preferred_lft = Config.Lifetime, rounded up to whole seconds.
-// The kernel deletes the address by itself once that time passes without a
-// renewal, so an agent that crashes, hangs, is paused or loses quorum loses
-// the VIP without running any code. Both take notAfter, the last instant at
-// which the caller's quorum confirmation still covers it: they refuse after
-// it, and remove the address again if it passed during the write.
+// Manager.Hold is how the holder keeps the VIP. It takes an absolute
+// deadline on CLOCK_BOOTTIME (Now): the instant the holder read before its
+// lease round, plus the lease length. Hold makes sure the kernel fence of
+// package vip/fence is attached to the interface and reads it back (or
+// fails closed, ErrFence, holding nothing), writes the deadline into it,
+// refuses if the deadline has already passed (ErrStaleConfirmation), and
+// only then adds or refreshes the address. From the deadline on, an eBPF
+// classifier on the interface drops the VIP's ARP and IP traffic whatever
+// this process does: a crash, a hang, a pause or a lost partition cannot
+// keep the VIP answering, and a late write still carries its old absolute
+// value. Release closes the fence (deadline 0) and then removes the
+// address; Close, a clean stop, closes the fence, removes the address and
+// then detaches the fence; Cleanup does the same for what an earlier agent
+// left behind.
+//
+// The address itself is written through netlink (RTM_NEWADDR with
+// NLM_F_REPLACE, so the write is idempotent) with valid_lft = preferred_lft
+// = Config.Lifetime, rounded up to whole seconds (Hold uses more if its
+// deadline is further away). The kernel deletes the address by itself once
+// that time passes without a renewal: a backstop that cleans up after a
+// crash. The older Manager.Claim and Manager.Renew write only the address,
+// with the lifetime as the lease; they take notAfter, the last instant at
+// which the caller's quorum confirmation still covers it, refuse after it,
+// and remove the address again if it passed during the write. They stay
+// until the cluster has moved to Hold.
 //
 // # Announcements
 //
@@ -37,8 +54,8 @@
 // Everything except the pure validation and frame code is Linux only; on
 // other systems the functions return ErrNotSupported. Operations act in the
 // network namespace of the calling OS thread; a Manager keeps using the
-// namespace it was created in. Raw sockets need CAP_NET_RAW and address
-// changes CAP_NET_ADMIN.
+// namespace it was created in. Raw sockets need CAP_NET_RAW, address
+// changes CAP_NET_ADMIN, and the fence CAP_BPF and CAP_SYS_ADMIN too.
 //
 // docs/vip.md explains the timings, the choices and their sources.
 package vip
