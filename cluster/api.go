@@ -162,7 +162,12 @@ func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: command is not base64", ErrBadRequest))
 		return
 	}
-	if _, err := fsm.Decode(data); err != nil {
+	cmd, err := fsm.Decode(data)
+	if err != nil {
+		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
+		return
+	}
+	if err := a.checkProposal(cmd); err != nil {
 		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
 		return
 	}
@@ -171,6 +176,24 @@ func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// maxProposalSkew is how far from this node's clock the time stamped in a
+// forwarded CreateToken may be.
+const maxProposalSkew = 5 * time.Minute
+
+// checkProposal checks what the state machine cannot, because it reads no
+// clock, on a command that reaches /v1/internal/apply: a token's creation
+// time must be about now, so that its lifetime (bounded in Apply by
+// fsm.MaxTokenLifetime) cannot be moved into the future.
+func (a *Agent) checkProposal(cmd fsm.Command) error {
+	if c, ok := cmd.(fsm.CreateToken); ok {
+		now := a.cfg.Now()
+		if d := c.Token.CreatedAt.Sub(now); d > maxProposalSkew || d < -maxProposalSkew {
+			return fmt.Errorf("token %s: created_at %s is more than %v from this node's clock", c.Token.ID, c.Token.CreatedAt.UTC().Format(time.RFC3339), maxProposalSkew)
+		}
+	}
+	return nil
 }
 
 func (a *Agent) handleVoter(w http.ResponseWriter, r *http.Request) {

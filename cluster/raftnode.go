@@ -99,7 +99,7 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.L
 			return nil, false, fmt.Errorf("bootstrap raft: %w", err)
 		}
 	}
-	f := fsm.New(fsm.Config{Logger: logger.Named("fsm")})
+	f := fsm.New(fsm.Config{Logger: logger.Named("fsm"), ValidateSettings: validateReplicatedSettings})
 	r, err := raft.NewRaft(rc, f, store, store, snaps, transport)
 	if err != nil {
 		return nil, false, fmt.Errorf("start raft: %w", err)
