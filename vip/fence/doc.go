@@ -77,6 +77,10 @@
 //
 // # Privileges and platforms
 //
+// bpf_ktime_get_boot_ns ignores time namespaces, so Install refuses to run
+// in one whose CLOCK_BOOTTIME is offset from the host's (the deadlines
+// would be off by the offset).
+//
 // Linux only (other systems get ErrNotSupported). Needs root, or CAP_BPF,
 // CAP_NET_ADMIN and CAP_SYS_ADMIN (the last to open programs and maps by
 // ID). Everything acts in the network namespace of the calling OS thread

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -125,9 +126,43 @@ func Open(cfg Config) (*Fence, error) {
 	return f, nil
 }
 
+// timensOffsets is where Linux shows this process's time namespace offsets.
+const timensOffsets = "/proc/self/timens_offsets"
+
+// boottimeOffset returns the CLOCK_BOOTTIME offset of the time namespace
+// described by the contents of /proc/self/timens_offsets ("boottime SECS
+// NSECS" on one line).
+func boottimeOffset(offsets string) (time.Duration, error) {
+	for _, line := range strings.Split(offsets, "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || (f[0] != "boottime" && f[0] != "7") { // 7 is CLOCK_BOOTTIME
+			continue
+		}
+		secs, err1 := strconv.ParseInt(f[1], 10, 64)
+		nsecs, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, fmt.Errorf("parse %q", line)
+		}
+		return time.Duration(secs)*time.Second + time.Duration(nsecs), nil
+	}
+	return 0, nil
+}
+
 // checkKernel reports, in words, why this kernel or process cannot run the
 // fence, or nil.
 func checkKernel() error {
+	// In a time namespace with a boot-time offset, clock_gettime disagrees
+	// with bpf_ktime_get_boot_ns (which ignores time namespaces), and every
+	// deadline would be off by the offset.
+	if b, err := os.ReadFile(timensOffsets); err == nil {
+		off, err := boottimeOffset(string(b))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", timensOffsets, err)
+		}
+		if off != 0 {
+			return fmt.Errorf("this process runs in a time namespace whose CLOCK_BOOTTIME is offset by %v; the kernel fence reads the host's clock, so deadlines would be off by that much: run the agent in the host's time namespace", off)
+		}
+	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raise RLIMIT_MEMLOCK for bpf maps: %w", hint(err))
 	}

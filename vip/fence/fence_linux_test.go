@@ -550,3 +550,20 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+func TestBoottimeOffset(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"monotonic           0         0\nboottime            0         0\n": 0,
+		"monotonic 5 0\nboottime 86400 500\n":                                86400*time.Second + 500,
+		"7 -3 0\n":                                                           -3 * time.Second,
+		"":                                                                   0,
+	} {
+		got, err := boottimeOffset(in)
+		if err != nil || got != want {
+			t.Errorf("boottimeOffset(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := boottimeOffset("boottime x y"); err == nil {
+		t.Error("boottimeOffset accepted garbage")
+	}
+}
