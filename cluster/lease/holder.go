@@ -62,6 +62,9 @@ type Holder struct {
 	present   bool   // we asked for the address and have not removed it
 	announced uint64 // the epoch we last announced for
 	round     *round
+	// grantedBy is the last round each voter granted, as far as we know:
+	// a release names it.
+	grantedBy map[string]uint64
 
 	plant Bugs
 }
@@ -89,7 +92,7 @@ func (h *Holder) Tick(now Time, v HolderView) Output {
 			out.SetFence, out.Deadline, out.Remove = true, 0, true
 			if h.epoch != 0 {
 				for _, to := range v.Voters {
-					out.Send = append(out.Send, Envelope{To: to, Req: Request{From: h.name, Epoch: h.epoch, Release: true}})
+					out.Send = append(out.Send, Envelope{To: to, Req: Request{From: h.name, Epoch: h.epoch, Nonce: h.grantedBy[to], Release: true}})
 				}
 			}
 		}
@@ -132,6 +135,12 @@ func (h *Holder) Answer(now Time, a Answer, voters []string) Output {
 	}
 	if a.Nonce != r.nonce && !h.plant.CountOldNonce {
 		return out
+	}
+	if a.Nonce == r.nonce {
+		if h.grantedBy == nil {
+			h.grantedBy = map[string]uint64{}
+		}
+		h.grantedBy[a.Voter] = a.Nonce
 	}
 	if slices.Contains(r.granted, a.Voter) {
 		return out

@@ -98,7 +98,10 @@ type Request struct {
 	// Duration is the lease asked for (L); the voter adds its drift margin.
 	Duration time.Duration `json:"duration"`
 	// Release says From has set its fence deadline to the past and removed
-	// the VIP: the voter may drop its grant for From of epoch <= Epoch.
+	// the VIP: the voter may drop its grant for From of epoch <= Epoch if
+	// it was given for round Nonce (the last one From knows the voter
+	// granted), so a late release of an earlier run of From never drops a
+	// grant to a later run.
 	Release bool `json:"release,omitempty"`
 }
 

@@ -11,6 +11,8 @@ type Grant struct {
 	Node string
 	// Epoch is the epoch it was granted for.
 	Epoch uint64
+	// Nonce is the round it was last granted for; a release must name it.
+	Nonce uint64
 	// Expires is when the voter stops counting it live, on its own clock.
 	Expires Time
 }
@@ -88,7 +90,10 @@ func (v *Voter) Handle(now Time, view View, r Request) (a Answer, ok bool) {
 		v.heard = now
 	}
 	if r.Release {
-		if v.grant.Node == r.From && v.grant.Epoch <= r.Epoch {
+		// Only a release that names the granted round drops the grant: a
+		// late release of an earlier run of the holder must not drop the
+		// grant to the run that holds now.
+		if v.grant.Node == r.From && v.grant.Epoch <= r.Epoch && v.grant.Nonce == r.Nonce {
 			v.grant = Grant{}
 		}
 		return Answer{}, false
@@ -114,7 +119,7 @@ func (v *Voter) Handle(now Time, view View, r Request) (a Answer, ok bool) {
 			// earlier round asked for a longer lease).
 			exp = v.grant.Expires
 		}
-		v.grant = Grant{Node: r.From, Epoch: r.Epoch, Expires: exp}
+		v.grant = Grant{Node: r.From, Epoch: r.Epoch, Nonce: r.Nonce, Expires: exp}
 		a.Granted = true
 	}
 	return a, true
