@@ -103,24 +103,34 @@ func (a *Agent) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 	if ttl == 0 {
 		ttl = DefaultTokenTTL
 	}
-	tok, exp, err := a.CreateToken(r.Context(), ttl)
+	role := req.Role
+	if role == "" {
+		role = fsm.RoleGPU
+	}
+	tok, exp, err := a.CreateToken(r.Context(), ttl, role)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, TokenResponse{Token: tok, Expires: exp})
+	writeJSON(w, http.StatusOK, TokenResponse{Token: tok, Expires: exp, Role: role})
 }
 
 // DefaultTokenTTL is how long a join token is valid unless told otherwise.
 const DefaultTokenTTL = 24 * time.Hour
 
-// MaxTokenTTL is the longest validity a join token may have.
-const MaxTokenTTL = 7 * 24 * time.Hour
+// MaxTokenTTL is the longest validity a join token may have; the state
+// machine refuses a longer one whoever proposes it.
+const MaxTokenTTL = fsm.MaxTokenLifetime
 
-// CreateToken creates and commits a join token valid for ttl.
-func (a *Agent) CreateToken(ctx context.Context, ttl time.Duration) (string, time.Time, error) {
+// CreateToken creates and commits a join token valid for ttl that admits
+// role: a gpu token admits a GPU node (handed the CA key) or a witness, a
+// witness token only a witness.
+func (a *Agent) CreateToken(ctx context.Context, ttl time.Duration, role fsm.Role) (string, time.Time, error) {
 	if ttl <= 0 || ttl > MaxTokenTTL {
 		return "", time.Time{}, fmt.Errorf("%w: ttl %v must be between 1s and %v", ErrBadRequest, ttl, MaxTokenTTL)
+	}
+	if !role.Valid() {
+		return "", time.Time{}, fmt.Errorf("%w: role %q is not gpu or witness", ErrBadRequest, role)
 	}
 	tok, err := pki.NewToken(pki.Hash(a.bundle.CA.Cert))
 	if err != nil {
@@ -128,7 +138,7 @@ func (a *Agent) CreateToken(ctx context.Context, ttl time.Duration) (string, tim
 	}
 	now := a.cfg.Now().UTC()
 	exp := now.Add(ttl)
-	cmd := fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: exp}}
+	cmd := fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: exp, Role: role}}
 	if err := a.apply(ctx, cmd); err != nil {
 		return "", time.Time{}, fmt.Errorf("commit token: %w", err)
 	}
@@ -347,6 +357,7 @@ var errorCodes = []struct {
 	{ErrUnhealthy, "unhealthy", http.StatusConflict},
 	{ErrUnreachable, "unreachable", http.StatusServiceUnavailable},
 	{pki.ErrNoCAKey, "no_ca_key", http.StatusServiceUnavailable},
+	{ErrMemberExists, "member_exists", http.StatusConflict},
 }
 
 var sentinelByCode = func() map[string]error {

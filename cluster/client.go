@@ -63,10 +63,11 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, err
 }
 
-// CreateToken asks for a fresh join token valid for ttl (0: default).
-func (c *Client) CreateToken(ctx context.Context, ttl time.Duration) (TokenResponse, error) {
+// CreateToken asks for a fresh join token valid for ttl (0: default) that
+// admits role ("": gpu).
+func (c *Client) CreateToken(ctx context.Context, ttl time.Duration, role fsm.Role) (TokenResponse, error) {
 	var t TokenResponse
-	err := c.do(ctx, http.MethodPost, "/v1/tokens", TokenRequest{TTL: Duration(ttl)}, &t)
+	err := c.do(ctx, http.MethodPost, "/v1/tokens", TokenRequest{TTL: Duration(ttl), Role: role}, &t)
 	return t, err
 }
 

@@ -117,7 +117,7 @@ func TestJoin_BadTokensAreRefusedAndChangeNothing(t *testing.T) {
 	}
 
 	// Expired: a token valid for an hour, an hour and a minute later.
-	tok, _, err := a.CreateToken(context.Background(), time.Hour)
+	tok, _, err := a.CreateToken(context.Background(), time.Hour, fsm.RoleGPU)
 	if err != nil {
 		t.Fatal(err)
 	}

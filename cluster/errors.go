@@ -17,6 +17,9 @@ var (
 	ErrUnauthorized = errors.New("a cluster client certificate is required")
 	// ErrAlreadyInitialized means init or join found a config in the data dir.
 	ErrAlreadyInitialized = errors.New("data dir already holds a node config")
+	// ErrMemberExists means a join names a current member, or an address
+	// one uses; that member must be removed first.
+	ErrMemberExists = errors.New("a current member has that name or address")
 	// ErrUnknownMember means a named member is not in the cluster.
 	ErrUnknownMember = errors.New("unknown member")
 	// ErrBadRequest means an API request was malformed.

@@ -126,7 +126,7 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	}
 	cmds := []fsm.Command{
 		fsm.UpsertMember{Member: fsm.Member{Name: cfg.Name, Role: cfg.Role, RaftAddr: cfg.RaftAddr(), APIAddr: cfg.APIAddr(), GossipAddr: cfg.GossipAddr(), JoinedAt: now}},
-		fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: now.Add(ttl)}},
+		fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: now.Add(ttl), Role: fsm.RoleGPU}},
 		fsm.SetSettings{Settings: settingsJSON},
 	}
 	for _, c := range cmds {

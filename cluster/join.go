@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/newbieha/newbieha/cluster/pki"
@@ -23,15 +24,26 @@ func (a *Agent) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	// Only a member (verified certificate) may vouch for a token.
-	vouched := callerName(r) != "" && r.Header.Get(tokenVerifiedHeader) != ""
-	resp, err := a.admit(r.Context(), req, r.Header.Get(forwardedHeader) != "", vouched)
+	hop := joinHop{forwarded: r.Header.Get(forwardedHeader) != ""}
+	// Only a member may ask this node to wait for its state to catch up:
+	// a hint to wait for replication, never a verdict on the token.
+	if callerName(r) != "" {
+		if v := r.Header.Get(joinIndexHeader); v != "" {
+			idx, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				writeError(w, fmt.Errorf("%w: %s %q is not an index", ErrBadRequest, joinIndexHeader, v))
+				return
+			}
+			hop.signOnly, hop.minIndex = true, idx
+		}
+	}
+	resp, err := a.admit(r.Context(), req, hop)
 	if err != nil {
-		a.log.Warn("refused join", "name", req.Name, "remote", r.RemoteAddr, "error", err)
-		writeError(w, err)
+		a.log.Warn("refused join", "name", req.Name, "role", req.Role, "remote", r.RemoteAddr, "error", err)
+		writeError(w, publicJoinError(err))
 		return
 	}
-	a.log.Info("admitted node", "name", req.Name, "role", req.Role, "advertise", req.Advertise)
+	a.log.Info("admitted node", "name", req.Name, "role", req.Role, "advertise", req.Advertise, "ca_key", resp.CAKey != "")
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -44,7 +56,7 @@ func validateJoin(req JoinRequest) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("%w: role %q is not gpu or witness", ErrBadRequest, req.Role)
 	}
 	ip, err := netip.ParseAddr(req.Advertise)
-	if err != nil || ip.IsUnspecified() {
+	if err != nil || ip.IsUnspecified() || ip.Zone() != "" {
 		return netip.Addr{}, fmt.Errorf("%w: advertise %q is not a usable IP address", ErrBadRequest, req.Advertise)
 	}
 	for name, p := range map[string]int{"ports.api": req.Ports.API, "ports.raft": req.Ports.Raft, "ports.gossip": req.Ports.Gossip} {
@@ -55,63 +67,171 @@ func validateJoin(req JoinRequest) (netip.Addr, error) {
 	return ip, nil
 }
 
-// errTokenUnknown is wrapped in ErrTokenInvalid when the token id is not in
-// the local state.
-var errTokenUnknown = errors.New("unknown token")
+// joinIndexHeader is set by a member that found a join's token in its
+// state at that applied index and passes the join to a member that can
+// sign (it holds no CA key). The receiver waits until it has applied as
+// much, checks the token itself, and signs or refuses: it never passes
+// the join on again. It is honoured only on a member's certificate.
+const joinIndexHeader = "X-Newbieha-Join-Index"
 
-// tokenVerifiedHeader marks a join that a member has already checked.
-const tokenVerifiedHeader = "X-Newbieha-Token-Verified"
+// joinHop says how a join reached this node.
+type joinHop struct {
+	// forwarded: a member already passed it on; do not pass it to the
+	// leader again.
+	forwarded bool
+	// signOnly: a member that cannot sign passed it here (joinIndexHeader);
+	// sign or refuse.
+	signOnly bool
+	// minIndex is the applied index to wait for before the token lookup.
+	minIndex uint64
+}
 
-// syncState makes sure the local state is current enough to judge a
-// token: the leader applies everything committed first (a barrier); a
-// node that knows no leader (just restarted, or cut off) refuses with
-// ErrNoLeader, which the joining node retries.
-func (a *Agent) syncState() error {
-	if a.IsLeader() {
-		if err := a.node.raft.Barrier(a.cfg.ApplyTimeout).Error(); err != nil {
-			return fmt.Errorf("%w: barrier: %w", ErrNoLeader, err)
-		}
+// errBadToken is the one answer to a join whose token is malformed, for
+// another cluster, unknown or carries a wrong secret: the caller learns
+// nothing about which ids exist. The reason goes to this node's log.
+var errBadToken = fmt.Errorf("%w: the token is malformed, unknown or wrong; create a new one with `newbieha token create`", ErrTokenInvalid)
+
+// tokenRefusal is why a token was refused, for the log; the caller is
+// answered errBadToken.
+type tokenRefusal struct{ reason string }
+
+func (e *tokenRefusal) Error() string { return "join token refused: " + e.reason }
+func (e *tokenRefusal) Unwrap() error { return ErrTokenInvalid }
+
+// publicJoinError is what the joining node is told: the same message for
+// every bad token.
+func publicJoinError(err error) error {
+	var tr *tokenRefusal
+	if errors.As(err, &tr) {
+		return errBadToken
+	}
+	return err
+}
+
+// dummySecretHash is compared against when a token id is unknown, so that
+// an unknown id costs the same as a wrong secret.
+var dummySecretHash = pki.HashSecret("00000000000000000000000000000000")
+
+// lookupToken checks a join token against the replicated state as this
+// node has applied it. It reads only the local state: nothing here writes
+// to Raft, whatever the token.
+func (a *Agent) lookupToken(raw string) (fsm.Token, error) {
+	tok, err := pki.ParseToken(raw)
+	if err != nil {
+		return fsm.Token{}, &tokenRefusal{reason: err.Error()}
+	}
+	if tok.CAHash != pki.Hash(a.bundle.CA.Cert) {
+		return fsm.Token{}, &tokenRefusal{reason: "ca hash is another cluster's (token id " + tok.ID + ")"}
+	}
+	st := a.node.fsm.State()
+	stored, known := st.Tokens[tok.ID]
+	hash := stored.SecretHash
+	if !known {
+		hash = dummySecretHash
+	}
+	match := pki.SecretMatches(tok.Secret, hash)
+	switch {
+	case !known:
+		return fsm.Token{}, &tokenRefusal{reason: "unknown token id " + tok.ID}
+	case !match:
+		return fsm.Token{}, &tokenRefusal{reason: "wrong secret for token id " + tok.ID}
+	}
+	// Only a holder of the secret learns that the token has expired.
+	if now := a.cfg.Now(); !now.Before(stored.Expires) {
+		return fsm.Token{}, fmt.Errorf("%w: token %s expired at %s; create a new one with `newbieha token create`", ErrTokenExpired, tok.ID, stored.Expires.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	return stored, nil
+}
+
+// waitApplied waits until this node has applied index idx, for at most
+// ApplyTimeout. It only reads Raft's counters.
+func (a *Agent) waitApplied(ctx context.Context, idx uint64) error {
+	if a.node.raft.AppliedIndex() >= idx {
 		return nil
 	}
-	if a.Leader() == "" {
-		return ErrNoLeader
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
+	defer cancel()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for a.node.raft.AppliedIndex() < idx {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: state not caught up to index %d (at %d)", ErrNoLeader, idx, a.node.raft.AppliedIndex())
+		case <-t.C:
+		}
 	}
 	return nil
 }
 
-// checkToken verifies a join token against the replicated state.
-func (a *Agent) checkToken(s string) error {
-	tok, err := pki.ParseToken(s)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrTokenInvalid, err)
+// checkJoinToken decides on a join's token without touching Raft. A
+// follower that cannot accept it (unknown, or wrong, which it must not
+// tell apart) passes the join to the leader, which holds every committed
+// entry in its log: it waits until it has applied its whole log (no
+// barrier is written) and judges. fwd is the leader's answer when the
+// join was passed on.
+func (a *Agent) checkJoinToken(ctx context.Context, req JoinRequest, hop joinHop) (tok fsm.Token, fwd *JoinResponse, err error) {
+	if hop.minIndex > 0 {
+		if err := a.waitApplied(ctx, hop.minIndex); err != nil {
+			return fsm.Token{}, nil, err
+		}
 	}
-	if tok.CAHash != pki.Hash(a.bundle.CA.Cert) {
-		return fmt.Errorf("%w: token is for another cluster (ca hash differs)", ErrTokenInvalid)
+	tok, err = a.lookupToken(req.Token)
+	var tr *tokenRefusal
+	if err == nil || !errors.As(err, &tr) {
+		return tok, nil, err
 	}
-	st := a.node.fsm.State()
-	stored, ok := st.Tokens[tok.ID]
-	if !ok {
-		return fmt.Errorf("%w: %w (token id %s)", ErrTokenInvalid, errTokenUnknown, tok.ID)
+	if a.IsLeader() {
+		if werr := a.waitApplied(ctx, a.node.raft.LastIndex()); werr != nil {
+			return fsm.Token{}, nil, werr
+		}
+		tok, err = a.lookupToken(req.Token)
+		return tok, nil, err
 	}
-	if !pki.SecretMatches(tok.Secret, stored.SecretHash) {
-		return fmt.Errorf("%w: wrong secret (token id %s)", ErrTokenInvalid, tok.ID)
+	if hop.forwarded || hop.signOnly {
+		return fsm.Token{}, nil, err
 	}
-	if now := a.cfg.Now(); !now.Before(stored.Expires) {
-		return fmt.Errorf("%w: token %s expired at %s; create a new one with `newbieha token create`", ErrTokenExpired, tok.ID, stored.Expires.UTC().Format("2006-01-02T15:04:05Z"))
+	var resp JoinResponse
+	if ferr := a.toLeader(ctx, "/v1/join", req, &resp); ferr != nil {
+		return fsm.Token{}, nil, ferr
+	}
+	return fsm.Token{}, &resp, nil
+}
+
+// admitsRole reports whether a token admits role. A gpu token admits a GPU
+// node or a witness, a witness token only a witness, and a token from
+// before roles (COMPAT(v1)) either.
+func admitsRole(tok fsm.Token, role fsm.Role) bool {
+	return tok.Role == "" || tok.Role == fsm.RoleGPU || tok.Role == role
+}
+
+// checkNoClash refuses a join under the name of a current member, or at an
+// IP address a current member advertises: its certificate would let the
+// newcomer answer as that member. The member has to be removed first.
+func checkNoClash(st fsm.State, name string, ip netip.Addr) error {
+	if _, ok := st.Members[name]; ok {
+		return fmt.Errorf("%w: %q is a current member; remove it first (`newbieha remove %s`) to join again under that name", ErrMemberExists, name, name)
+	}
+	for _, m := range st.Members {
+		for _, addr := range []string{m.RaftAddr, m.APIAddr, m.GossipAddr} {
+			if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Unmap() == ip.Unmap() {
+				return fmt.Errorf("%w: %s is the address of member %q; remove it first to join at that address", ErrMemberExists, ip, m.Name)
+			}
+		}
 	}
 	return nil
 }
 
 // admit checks a join request and, if it is good, signs the node's
-// certificate and records it as a member. A member without the CA key
-// (a witness) passes the request to a GPU member.
+// certificate and records it as a member. Every check that needs no Raft
+// write (fields, public key, token, name and address) comes first; the
+// only write is the member record of an admitted node.
 //
-// The token is checked once, by the first member that has the committed
-// token: a follower that does not know the token yet (replication lag)
-// passes the join to the leader, which checks after a barrier. A member
-// that checked it and cannot sign (no CA key) passes the join on with
-// tokenVerifiedHeader, which only a member's certificate may carry.
-func (a *Agent) admit(ctx context.Context, req JoinRequest, forwarded, vouched bool) (JoinResponse, error) {
+// The node that signs checks the token itself, against its own applied
+// state: a member without the CA key (a witness) checks it too, and then
+// passes the join to a GPU member with the index it found the token at
+// (joinIndexHeader), which waits for that index and checks again. No
+// header makes a token good.
+func (a *Agent) admit(ctx context.Context, req JoinRequest, hop joinHop) (JoinResponse, error) {
 	ip, err := validateJoin(req)
 	if err != nil {
 		return JoinResponse{}, err
@@ -120,28 +240,26 @@ func (a *Agent) admit(ctx context.Context, req JoinRequest, forwarded, vouched b
 	if err != nil {
 		return JoinResponse{}, fmt.Errorf("%w: public_key: %w", ErrBadRequest, err)
 	}
-	if !vouched {
-		if err := a.syncState(); err != nil {
-			return JoinResponse{}, err
-		}
-		err := a.checkToken(req.Token)
-		if errors.Is(err, errTokenUnknown) && !a.IsLeader() && !forwarded {
-			var resp JoinResponse
-			if ferr := a.toLeader(ctx, "/v1/join", req, &resp); ferr != nil {
-				return JoinResponse{}, ferr
-			}
-			return resp, nil
-		}
-		if err != nil {
-			return JoinResponse{}, err
-		}
+	tok, fwd, err := a.checkJoinToken(ctx, req, hop)
+	if err != nil {
+		return JoinResponse{}, err
 	}
+	if fwd != nil {
+		return *fwd, nil
+	}
+	if !admitsRole(tok, req.Role) {
+		return JoinResponse{}, fmt.Errorf("%w: token %s admits role %s only, not %s", ErrTokenInvalid, tok.ID, tok.Role, req.Role)
+	}
+	applied := a.node.raft.AppliedIndex()
 	st := a.node.fsm.State()
+	if err := checkNoClash(st, req.Name, ip); err != nil {
+		return JoinResponse{}, err
+	}
 	if a.bundle.CA.Key == nil {
-		if vouched {
+		if hop.signOnly {
 			return JoinResponse{}, pki.ErrNoCAKey
 		}
-		return a.admitElsewhere(ctx, req, st)
+		return a.admitElsewhere(ctx, req, st, applied)
 	}
 	cert, err := a.bundle.CA.Issue(pki.NodeIdentity{Name: req.Name, Role: string(req.Role), IP: ip}, pub)
 	if err != nil {
@@ -164,9 +282,11 @@ func (a *Agent) admit(ctx context.Context, req JoinRequest, forwarded, vouched b
 		GossipKey: encodeKey(a.gossipKey),
 		Members:   append(memberAPIAddrs(st, req.Name), a.cfg.Node.APIAddr()),
 	}
-	// GPU members get the CA key too, so any of them can admit nodes while
-	// another is down; the witness never holds it.
-	if req.Role == fsm.RoleGPU {
+	// A GPU node joining with a gpu token gets the CA key too, so any GPU
+	// member can admit nodes while another is down. A witness never holds
+	// it, nor does a node admitted by a witness token or one from before
+	// token roles.
+	if req.Role == fsm.RoleGPU && tok.Role == fsm.RoleGPU {
 		kb, err := pki.EncodeKey(a.bundle.CA.Key)
 		if err != nil {
 			return JoinResponse{}, err
@@ -176,24 +296,46 @@ func (a *Agent) admit(ctx context.Context, req JoinRequest, forwarded, vouched b
 	return resp, nil
 }
 
-// admitElsewhere forwards a join to the GPU members in turn.
-func (a *Agent) admitElsewhere(ctx context.Context, req JoinRequest, st fsm.State) (JoinResponse, error) {
+// admitElsewhere passes a join whose token this node accepted to the GPU
+// members in turn, with the index it found the token at.
+func (a *Agent) admitElsewhere(ctx context.Context, req JoinRequest, st fsm.State, applied uint64) (JoinResponse, error) {
 	var errs []error
 	for _, m := range st.Members {
 		if m.Role != fsm.RoleGPU || m.Name == a.Name() {
 			continue
 		}
 		var resp JoinResponse
-		err := a.peerCall(ctx, m.APIAddr, http.MethodPost, "/v1/join", req, &resp, true, tokenVerifiedHeader)
+		err := a.joinCall(ctx, m.APIAddr, req, applied, &resp)
 		if err == nil {
 			return resp, nil
 		}
-		if errors.Is(err, ErrTokenInvalid) || errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrBadRequest) {
+		if errors.Is(err, ErrTokenInvalid) || errors.Is(err, ErrTokenExpired) || errors.Is(err, ErrBadRequest) || errors.Is(err, ErrMemberExists) {
 			return JoinResponse{}, err
 		}
 		errs = append(errs, err)
 	}
 	return JoinResponse{}, fmt.Errorf("%w; no GPU member could admit the node: %w", pki.ErrNoCAKey, errors.Join(errs...))
+}
+
+// joinCall passes a join to the member at apiAddr (see joinIndexHeader).
+func (a *Agent) joinCall(ctx context.Context, apiAddr string, req JoinRequest, applied uint64, out *JoinResponse) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+apiAddr+"/v1/join", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(forwardedHeader, a.Name())
+	hr.Header.Set(joinIndexHeader, strconv.FormatUint(applied, 10))
+	resp, err := a.peers.Do(hr)
+	if err != nil {
+		return fmt.Errorf("call %s/v1/join: %w", apiAddr, err)
+	}
+	defer resp.Body.Close()
+	return decodeResponse(resp, out)
 }
 
 // JoinOptions are the inputs of `newbieha join`.

@@ -141,7 +141,7 @@ func TestJoin_AnyGPUMemberAdmitsWhileFirstNodeIsDown(t *testing.T) {
 		}
 		return nil
 	})
-	tok, _, err := c.nodes["node2"].agent.CreateToken(ctx, time.Hour)
+	tok, _, err := c.nodes["node2"].agent.CreateToken(ctx, time.Hour, fsm.RoleGPU)
 	if err != nil {
 		t.Fatalf("token from node2: %v", err)
 	}
@@ -168,9 +168,19 @@ func TestRemove_AndWipedNodeJoinsAgainUnderItsOldName(t *testing.T) {
 	all := []string{"node1", "node2", "witness"}
 	waitFor(t, 15*time.Second, "three voters", func() error { return healthyStatus(c.nodes["node1"].agent.Status(ctx), all...) })
 
-	// Wipe node2 and join it again under the same name, new ports.
+	// Wipe node2 and join it again under the same name, new ports. A
+	// join under the name of a current member is refused until it is
+	// removed.
 	c.stop("node2")
 	n := c.nodes["node2"]
+	n.dataDir = t.TempDir()
+	n.ports = freePorts(t, n.ip)
+	if err := c.tryJoin(n, "witness", c.token); !errors.Is(err, ErrMemberExists) {
+		t.Fatalf("rejoin of wiped node2 before remove: err = %v, want ErrMemberExists", err)
+	}
+	if err := NewLocalClient(c.nodes["node1"].dataDir).Remove(ctx, "node2"); err != nil {
+		t.Fatalf("remove node2: %v", err)
+	}
 	n.dataDir = t.TempDir()
 	n.ports = freePorts(t, n.ip)
 	if err := c.tryJoin(n, "witness", c.token); err != nil {

@@ -36,12 +36,15 @@ type VoterRequest struct {
 // TokenRequest asks for a fresh join token.
 type TokenRequest struct {
 	TTL Duration `json:"ttl"`
+	// Role is the role the token admits; empty means gpu.
+	Role fsm.Role `json:"role,omitempty"`
 }
 
 // TokenResponse is a fresh join token.
 type TokenResponse struct {
 	Token   string    `json:"token"`
 	Expires time.Time `json:"expires"`
+	Role    fsm.Role  `json:"role"`
 }
 
 // RemoveRequest asks to remove a member.

@@ -294,6 +294,7 @@ func newTokenCmd() *cobra.Command {
 	token := &cobra.Command{Use: "token", Short: "Manage join tokens"}
 	var dataDir string
 	var ttl time.Duration
+	var role string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a join token (printed alone on stdout)",
@@ -302,7 +303,10 @@ func newTokenCmd() *cobra.Command {
 			if ttl <= 0 {
 				return fmt.Errorf("--ttl %v: must be positive", ttl)
 			}
-			t, err := cluster.NewLocalClient(dataDir).CreateToken(cmd.Context(), ttl)
+			if r := fsm.Role(role); !r.Valid() {
+				return fmt.Errorf("--role %q: want gpu or witness", role)
+			}
+			t, err := cluster.NewLocalClient(dataDir).CreateToken(cmd.Context(), ttl, fsm.Role(role))
 			if err != nil {
 				return err
 			}
@@ -312,6 +316,7 @@ func newTokenCmd() *cobra.Command {
 	}
 	dataDirFlag(create, &dataDir)
 	create.Flags().DurationVar(&ttl, "ttl", cluster.DefaultTokenTTL, "how long the token is valid (at most 168h)")
+	create.Flags().StringVar(&role, "role", "gpu", "the role the token admits: gpu (a GPU node, which gets the CA key, or a witness) or witness (a witness only)")
 	token.AddCommand(create)
 	return token
 }
