@@ -62,11 +62,9 @@ type SetActive struct {
 	Epoch  uint64    `json:"epoch"`
 	Time   time.Time `json:"time"`
 	Reason string    `json:"reason"`
-	// Handover says the previous holder released the VIP before this
-	// entry was proposed (a planned failover), so the new active may claim
-	// it without waiting for the old lease to run out. Added after v1 as an
-	// optional field: old nodes ignore it and wait, which is safe.
-	Handover bool `json:"handover,omitempty"`
+	// COMPAT(v1): entries of the previous release may carry
+	// "handover": true. It is ignored: no flag is trusted, the holder
+	// lease alone decides when the new node may claim.
 }
 
 // SetMaintenance turns maintenance mode on or off.

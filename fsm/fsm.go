@@ -244,7 +244,7 @@ func applySetActive(s *State, c Command, index uint64) error {
 		Time:   cmd.Time,
 		Index:  index,
 	})
-	s.Active = Assignment{Node: cmd.Node, Epoch: cmd.Epoch, Since: cmd.Time, Reason: cmd.Reason, Handover: cmd.Handover}
+	s.Active = Assignment{Node: cmd.Node, Epoch: cmd.Epoch, Since: cmd.Time, Reason: cmd.Reason}
 	return nil
 }
 

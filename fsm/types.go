@@ -45,9 +45,6 @@ type Assignment struct {
 	Epoch  uint64    `json:"epoch"`
 	Since  time.Time `json:"since"`
 	Reason string    `json:"reason"`
-	// Handover is true when the previous holder released the VIP before
-	// this assignment was committed (see SetActive.Handover).
-	Handover bool `json:"handover,omitempty"`
 }
 
 // Transition is one entry of the audit history: a change of active node.
