@@ -51,6 +51,9 @@ type Config struct {
 	AdmitRetry time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Clock reads the monotonic clock every lease time is measured on;
+	// nil means CLOCK_BOOTTIME, the clock of the kernel fence.
+	Clock func() time.Duration
 	// NewVIP builds this node's VIP actuator from the replicated settings;
 	// nil means this agent never touches a VIP (tests, a witness).
 	NewVIP VIPFactory
@@ -69,6 +72,11 @@ type Config struct {
 	Workload Workload
 	// Drill forces a check result on this node until a time (drills).
 	Drill func(check string, passing bool, until time.Time) error
+	// BeforeStart, when set, runs once the data dir is locked (the Raft
+	// store is open) and before anything serves or touches the VIP: cmd
+	// removes any VIP and fence this node left from before. An error stops
+	// the start.
+	BeforeStart func() error
 	// ProbeVIP asks by ARP on iface who answers for ip; a node without a
 	// VIP actuator (the witness) uses it to watch for conflicts when it
 	// shares the VIP's segment. nil turns that off.
@@ -93,6 +101,13 @@ func (c *Config) setDefaults() {
 	}
 }
 
+func (c *Config) clock() func() time.Duration {
+	if c.Clock != nil {
+		return c.Clock
+	}
+	return bootClock
+}
+
 // Validate checks the config.
 func (c Config) Validate() error {
 	if c.DataDir == "" {
@@ -110,11 +125,18 @@ type Agent struct {
 	node      *raftNode
 	peers     *http.Client
 	ctl       *controller
+	lease     *leaseRunner
 	gossip    *gossip.Gossip
+
+	votersMu sync.Mutex
+	voters   []string
+	votersAt time.Time
 
 	settingsMu  sync.Mutex
 	settingsRaw string
 	settingsVal Settings
+
+	leaseDone chan struct{} // closed when the lease runner has released and stopped
 
 	remoteSrv  *http.Server
 	localSrv   *http.Server
@@ -166,8 +188,15 @@ func Start(cfg Config) (_ *Agent, err error) {
 			_ = node.close()
 		}
 	}()
+	if cfg.BeforeStart != nil {
+		if err := cfg.BeforeStart(); err != nil {
+			return nil, fmt.Errorf("clean up before start: %w", err)
+		}
+	}
 
 	a.ctl = newController(a)
+	a.lease = newLeaseRunner(cfg.Node.Name, cfg.Node.Role == fsm.RoleGPU, a.log.Named("lease"), cfg.clock(), agentLeaseEnv{a}, cfg.NewVIP)
+	a.leaseDone = make(chan struct{})
 	if err := a.startGossip(); err != nil {
 		return nil, err
 	}
@@ -179,10 +208,15 @@ func Start(cfg Config) (_ *Agent, err error) {
 	if err := a.serve(); err != nil {
 		return nil, err
 	}
-	a.wg.Add(3)
+	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
 		a.gossipLoop()
+	}()
+	go func() {
+		defer a.wg.Done()
+		defer close(a.leaseDone)
+		a.lease.run(a.ctx)
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -324,7 +358,7 @@ func (a *Agent) Close() error {
 // settings returns the replicated cluster settings (defaults until some
 // are committed; the last good ones if a committed document cannot be read).
 func (a *Agent) settings() Settings {
-	return a.settingsFrom(a.node.fsm.State().Settings)
+	return a.settingsFrom(a.node.fsm.SettingsRaw())
 }
 
 // settingsFrom decodes a replicated settings document, caching the last.
@@ -346,11 +380,13 @@ func (a *Agent) settingsFrom(raw json.RawMessage) Settings {
 	return s
 }
 
-// ctlDone waits until the controller has released the VIP and stopped.
+// ctlDone waits until the lease runner has released the VIP and the
+// controller has stopped.
 func (a *Agent) ctlDone() {
 	if a.ctl == nil {
 		return
 	}
+	<-a.leaseDone
 	<-a.ctl.stopped
 }
 

@@ -36,6 +36,8 @@ func (a *Agent) handler(remote bool) http.Handler {
 	mux.HandleFunc("POST /v1/remove", a.handleRemove)
 	mux.HandleFunc("POST /v1/internal/apply", a.handleApply)
 	mux.HandleFunc("POST /v1/internal/voter", a.handleVoter)
+	mux.HandleFunc("POST /v1/internal/lease", a.handleLease)
+	mux.HandleFunc("GET /v1/internal/lease", a.handleLeaseReport)
 	a.routesOps(mux)
 	mux.HandleFunc("GET /v1/metrics", a.handleMetrics)
 	if !remote {
@@ -71,7 +73,7 @@ func (a *Agent) self() SelfReport {
 	fmt.Sscan(st["applied_index"], &applied)
 	healthy, why := a.ownHealth()
 	rep := SelfReport{Name: a.Name(), Role: a.cfg.Node.Role, Raft: a.RaftState(), Leader: a.Leader(), Term: term, AppliedIndex: applied,
-		HoldsVIP: a.ctl.holdsVIP(), Healthy: healthy, HealthReason: why, Blocked: a.ctl.blockedReason()}
+		HoldsVIP: a.lease.holdsVIP(), Lease: a.lease.state(), Healthy: healthy, HealthReason: why, Blocked: a.ctl.blockedReason()}
 	rep.VIPConflict, _ = a.ctl.conflictState()
 	if a.cfg.Health != nil {
 		rep.Health = a.cfg.Health.Detail()
@@ -347,6 +349,7 @@ var errorCodes = []struct {
 	{ErrTokenExpired, "token_expired", http.StatusForbidden},
 	{ErrTokenInvalid, "token_invalid", http.StatusForbidden},
 	{ErrUnauthorized, "unauthorized", http.StatusUnauthorized},
+	{ErrForbidden, "forbidden", http.StatusForbidden},
 	{ErrUnknownMember, "unknown_member", http.StatusNotFound},
 	{ErrBadRequest, "bad_request", http.StatusBadRequest},
 	{ErrNoLeader, "no_leader", http.StatusServiceUnavailable},

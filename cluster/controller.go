@@ -2,31 +2,41 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/newbieha/newbieha/cluster/lease"
 	"github.com/newbieha/newbieha/fsm"
 )
 
-// VIP is what the agent needs from the virtual IP actuator (package vip's
-// Manager satisfies it). notAfter is the last instant the caller's quorum
-// confirmation allows touching the address.
+// VIP is what the lease runner needs from the virtual IP actuator (package
+// vip's Manager satisfies it). Deadlines are readings of CLOCK_BOOTTIME.
 type VIP interface {
-	Claim(ctx context.Context, notAfter time.Time) error
-	Renew(ctx context.Context, notAfter time.Time) error
+	// Hold opens the kernel fence until deadline and makes sure the
+	// address is on the interface; claimed is true when it was absent
+	// (a burst of gratuitous ARP has started). It fails, holding nothing,
+	// when the fence cannot be installed or read back, or when the
+	// deadline has passed.
+	Hold(ctx context.Context, deadline time.Duration) (claimed bool, err error)
+	// Announce sends a fresh burst of gratuitous ARP for a held address.
 	Announce(ctx context.Context) error
+	// Release closes the fence, then removes the address.
 	Release() error
+	// Held reports whether the address is on the interface and its
+	// remaining kernel lifetime.
 	Held() (bool, time.Duration, error)
 	// Probe asks the segment by ARP who answers for the VIP now and
 	// returns every MAC but this host's.
 	Probe(ctx context.Context, timeout time.Duration) ([]net.HardwareAddr, error)
+	// Close removes the address, then the fence (a clean stop).
 	Close() error
 }
 
@@ -41,8 +51,8 @@ type VIPSpec struct {
 	Refresh      time.Duration
 }
 
-// VIPFactory builds a VIP; the agent calls it again when the VIP settings
-// change.
+// VIPFactory builds a VIP; the lease runner calls it again when the VIP
+// settings change.
 type VIPFactory func(VIPSpec) (VIP, error)
 
 // HealthReporter says whether this node's own service is healthy.
@@ -61,34 +71,22 @@ type Workload interface {
 	SetActive(active bool)
 }
 
-// controller makes this host match the replicated state: on the leader it
-// names the active node and hands leadership from a witness to a GPU node;
-// on every node it holds the VIP only under the one rule (docs/timings.md):
-// leader, confirmed by a quorum within the last ConfirmMaxAge, named active,
-// a GPU node.
+// controller is the Raft leader's decision loop (any voter may lead, the
+// witness too): it gathers the situation (applied state, gossiped health,
+// the voters' lease reports) and commits what lease.Decide says. On every
+// node it also hands new settings on and tells the workload whether this
+// node is active. It never touches the VIP: the lease runner does.
 type controller struct {
 	a *Agent
 
-	// vipMu serialises everything that touches the VIP: a quorum check
-	// and the renewal that follows it are one step, and a release (from a
-	// planned failover on another goroutine) cannot fall between them.
-	vipMu sync.Mutex
-
-	mu          sync.Mutex
-	vip         VIP
-	vipSpec     VIPSpec
-	holding     bool   // we claimed and have not released
-	heldEpoch   uint64 // the epoch we last claimed or announced for
-	leaderSince time.Time
-	wasLeader   bool
-	caughtUp    bool      // a barrier succeeded since this node became leader
-	transferBy  time.Time // leader duties paused until then (planned failover)
-	lastXfer    time.Time // last leadership transfer attempt from a witness
-	lastErr     string
-	blocked     string // why the leader does not move the active role
-	conflict    string // the last VIP conflict seen by probing, "" if none
-	conflicts   uint64 // probes that found a conflict
-	lastRaw     string // settings last handed to OnSettings
+	mu        sync.Mutex
+	wasLeader bool
+	caughtUp  bool // a barrier succeeded since this node became leader
+	lastErr   string
+	blocked   string // why the leader does not move the active role
+	conflict  string // the last VIP conflict seen by probing, "" if none
+	conflicts uint64 // probes that found a conflict
+	lastRaw   string // settings last handed to OnSettings
 
 	wake       chan struct{}
 	stopped    chan struct{} // closed when run returns
@@ -119,7 +117,7 @@ func (c *controller) poke() {
 	}
 }
 
-// run loops until ctx ends, then releases the VIP.
+// run loops until ctx ends.
 func (c *controller) run(ctx context.Context) {
 	defer close(c.stopped)
 	obsCh := make(chan raft.Observation, 8)
@@ -133,196 +131,145 @@ func (c *controller) run(ctx context.Context) {
 	for {
 		changed := c.a.node.fsm.Changed()
 		next := c.step(ctx)
+		t := time.NewTimer(next)
 		select {
 		case <-ctx.Done():
-			c.releaseVIP("agent stopping")
-			c.mu.Lock()
-			if c.vip != nil {
-				_ = c.vip.Close()
-				c.vip = nil
-			}
-			c.mu.Unlock()
+			t.Stop()
 			return
 		case <-obsCh:
 		case <-changed:
 		case <-c.wake:
-		case <-time.After(next):
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
 // step is one reconciliation; it returns when the next one is due.
 func (c *controller) step(ctx context.Context) time.Duration {
 	a := c.a
-	st := a.node.fsm.State()
 	settings := a.settings()
-	next := time.Duration(settings.Timings.VIPRenewInterval)
+	c.settingsChanged(settings)
+	act, _ := a.node.fsm.ActiveView()
+	if a.cfg.Workload != nil && a.cfg.Node.Role == fsm.RoleGPU {
+		a.cfg.Workload.SetActive(act.Node == a.Name())
+	}
 	leader := a.node.raft.State() == raft.Leader
-
 	c.mu.Lock()
 	if leader && !c.wasLeader {
-		c.leaderSince = time.Now()
 		c.caughtUp = false
 	}
 	c.wasLeader = leader
 	caughtUp := c.caughtUp
 	c.mu.Unlock()
-
-	if leader && !caughtUp {
+	if !leader {
+		return time.Second
+	}
+	if !caughtUp {
 		// A new leader's FSM may still lag the log: apply everything
 		// committed before acting on the state (as Consul's leader loop
 		// does), or it could undo a change it has not seen yet.
 		if err := a.node.raft.Barrier(a.cfg.ApplyTimeout).Error(); err != nil {
 			c.setErr(fmt.Errorf("leader barrier: %w", err))
-			return next
+			return time.Duration(settings.Timings.LeaseRenewInterval)
 		}
 		c.mu.Lock()
 		c.caughtUp = true
 		c.mu.Unlock()
-		st = a.node.fsm.State()
 	}
-	if leader {
-		c.leaderDuties(ctx, st)
-		st = a.node.fsm.State()
-	}
-	c.settingsChanged(st)
-	if a.cfg.Workload != nil && a.cfg.Node.Role == fsm.RoleGPU {
-		a.cfg.Workload.SetActive(leader && st.Active.Node == a.Name())
-	}
-	if err := c.ensureVIP(settings); err != nil {
-		c.setErr(err)
-		return next
-	}
-	switch {
-	case !leader:
-		c.releaseVIP("not the leader")
-	case a.cfg.Node.Role != fsm.RoleGPU:
-		c.releaseVIP("a witness never serves")
-	case st.Active.Node != a.Name():
-		c.releaseVIP("not the active node")
-	default:
-		if wait := c.holdVIP(ctx, st, settings); wait > 0 && wait < next {
-			next = wait
-		}
-	}
-	return next
+	return c.decide(ctx, settings)
 }
 
-// leaderDuties runs on the leader only.
-func (c *controller) leaderDuties(ctx context.Context, st fsm.State) {
+// decide gathers the situation, asks lease.Decide and commits its move. It
+// returns when the next decision is due: at the renewal interval, or sooner
+// when the holder's silence will reach the lease duration before that.
+func (c *controller) decide(ctx context.Context, settings Settings) time.Duration {
 	a := c.a
-	c.mu.Lock()
-	paused := time.Now().Before(c.transferBy)
-	c.mu.Unlock()
-	if paused {
-		return
+	p := settings.Timings.Lease()
+	next := p.Renew
+	st := a.node.fsm.State()
+	sit := lease.Situation{
+		Now: a.cfg.Now(), Active: st.Active.Node, Epoch: st.Active.Epoch, Since: st.Active.Since, Reason: st.Active.Reason,
+		Maintenance: st.Maintenance, Health: map[string]lease.NodeHealth{}, Voters: len(a.voterNames()),
+		Lease: p.Duration, HoldDown: time.Duration(settings.Failover.HoldDown),
+		Preferred: settings.Failover.Preferred, Preempt: settings.Failover.Preempt, Self: a.Name(),
 	}
-	if a.cfg.Node.Role == fsm.RoleWitness {
-		c.handToGPU(st)
-		return
-	}
-	if st.Maintenance {
-		c.setBlocked("")
-		return
-	}
-	ok, why := a.ownHealth()
-	if st.Active.Node == a.Name() {
-		if ok {
-			c.setBlocked("")
-			c.preempt(ctx, st)
-			return
+	for _, m := range st.Members {
+		if m.Role == fsm.RoleGPU {
+			sit.GPUNodes = append(sit.GPUNodes, m.Name)
 		}
-		c.moveForHealth(ctx, st, why)
-		return
 	}
-	if !ok {
-		// Taking over would not help: this node cannot serve either.
-		c.setBlocked(fmt.Sprintf("%s leads but is unhealthy (%s); active %q is not the leader", a.Name(), why, st.Active.Node))
-		return
+	slices.Sort(sit.GPUNodes)
+	view := a.gossipView()
+	for _, n := range sit.GPUNodes {
+		if n == a.Name() {
+			ok, why := a.ownHealth()
+			sit.Health[n] = lease.NodeHealth{Known: true, Healthy: ok, Reason: why}
+			continue
+		}
+		if g, ok := view[n]; ok && g.Alive && g.HasState {
+			sit.Health[n] = lease.NodeHealth{Known: true, Healthy: g.State.Healthy, Reason: g.State.HealthReason}
+		}
 	}
-	c.setBlocked("")
-	reason := "leader-lost"
-	if st.Active.Node == "" {
-		reason = "startup"
+	own := a.lease.report()
+	sit.Reports = []lease.Report{own}
+	if own.Active == sit.Active && own.Epoch == sit.Epoch && sit.Active != "" {
+		if own.Silent >= p.Duration {
+			// This voter has not heard from the holder for a lease: ask
+			// the others before calling it lost (it may only be cut off
+			// from us).
+			sit.Reports = append(sit.Reports, c.gatherReports(ctx, st, p.Duration)...)
+		} else if left := p.Duration - own.Silent + time.Millisecond; left < next {
+			next = left
+		}
 	}
-	if _, ok := st.Members[a.Name()]; !ok {
-		return // our member record is not applied yet
+	d := lease.Decide(sit)
+	c.setBlocked(d.Blocked)
+	if d.Move == nil {
+		return next
 	}
-	cmd := fsm.SetActive{Node: a.Name(), Epoch: st.Active.Epoch + 1, Time: a.cfg.Now().UTC(), Reason: reason}
+	cmd := fsm.SetActive{Node: d.Move.To, Epoch: d.Move.Epoch, Time: a.cfg.Now().UTC(), Reason: d.Move.Reason}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		c.setErr(err)
-		return
+		return next
 	}
 	if err := a.applyLocal(data); err != nil {
-		c.setErr(fmt.Errorf("name self active: %w", err))
-		return
+		c.setErr(fmt.Errorf("name %s active: %w", cmd.Node, err))
+		return next
 	}
-	a.log.Info("named active", "node", cmd.Node, "epoch", cmd.Epoch, "reason", reason, "previous", st.Active.Node)
+	a.log.Info("named active", "node", cmd.Node, "epoch", cmd.Epoch, "reason", cmd.Reason, "previous", st.Active.Node)
+	return next
 }
 
-// moveForHealth hands the active role from this (leader, active, unhealthy)
-// node to a healthy GPU node, unless the hold-down since the last change
-// has not passed or no other node is healthy.
-func (c *controller) moveForHealth(ctx context.Context, st fsm.State, why string) {
+// gatherReports asks every other voter for its lease report, at once and
+// briefly; one that does not answer is left out.
+func (c *controller) gatherReports(ctx context.Context, st fsm.State, timeout time.Duration) []lease.Report {
 	a := c.a
-	hold := time.Duration(a.settings().Failover.HoldDown)
-	if since := a.cfg.Now().Sub(st.Active.Since); since < hold {
-		c.setBlocked(fmt.Sprintf("%s is unhealthy (%s) but the hold-down after the last change runs %v more", a.Name(), why, (hold - since).Round(time.Second)))
-		return
-	}
-	var reasons []string
-	for _, m := range st.Members {
-		if m.Role != fsm.RoleGPU || m.Name == a.Name() {
+	var mu sync.Mutex
+	var out []lease.Report
+	var wg sync.WaitGroup
+	for _, n := range a.voterNames() {
+		m, ok := st.Members[n]
+		if n == a.Name() || !ok || m.APIAddr == "" {
 			continue
 		}
-		var self SelfReport
-		cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
-		err := a.peerCall(cctx, m.APIAddr, "GET", "/v1/self", nil, &self, false)
-		cancel()
-		switch {
-		case err != nil:
-			reasons = append(reasons, m.Name+" unreachable")
-		case !self.Healthy:
-			reasons = append(reasons, fmt.Sprintf("%s unhealthy (%s)", m.Name, self.HealthReason))
-		default:
-			reason := "health:" + a.Name() + ":" + why
-			a.log.Warn("active node unhealthy: moving the active role", "to", m.Name, "reason", reason)
-			if _, err := a.failover(ctx, FailoverRequest{To: m.Name}, reason); err != nil {
-				c.setErr(fmt.Errorf("health failover to %s: %w", m.Name, err))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			var r lease.Report
+			if err := a.peerCall(cctx, m.APIAddr, http.MethodGet, "/v1/internal/lease", nil, &r, false); err != nil || r.Voter != n {
+				return
 			}
-			return
-		}
+			mu.Lock()
+			out = append(out, r)
+			mu.Unlock()
+		}()
 	}
-	c.setBlocked(fmt.Sprintf("%s is unhealthy (%s) and no other GPU node can take over: %s", a.Name(), why, strings.Join(reasons, "; ")))
-}
-
-// preempt hands the role back to the preferred node when preemption is on,
-// that node is healthy and the hold-down since the last change has passed.
-func (c *controller) preempt(ctx context.Context, st fsm.State) {
-	a := c.a
-	f := a.settings().Failover
-	if !f.Preempt || f.Preferred == "" || f.Preferred == a.Name() {
-		return
-	}
-	m, ok := st.Members[f.Preferred]
-	if !ok || m.Role != fsm.RoleGPU {
-		return
-	}
-	if a.cfg.Now().Sub(st.Active.Since) < time.Duration(f.HoldDown) {
-		return
-	}
-	var self SelfReport
-	cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
-	err := a.peerCall(cctx, m.APIAddr, "GET", "/v1/self", nil, &self, false)
-	cancel()
-	if err != nil || !self.Healthy || self.Leader != a.Name() {
-		return
-	}
-	a.log.Info("preemption: handing the active role back to the preferred node", "to", f.Preferred)
-	if _, err := a.failover(ctx, FailoverRequest{To: f.Preferred}, "preempt:"+f.Preferred); err != nil {
-		c.setErr(fmt.Errorf("preempt to %s: %w", f.Preferred, err))
-	}
+	wg.Wait()
+	return out
 }
 
 func (c *controller) setBlocked(why string) {
@@ -343,21 +290,22 @@ func (c *controller) blockedReason() string {
 	return c.blocked
 }
 
-// settingsChanged hands new settings to OnSettings.
-func (c *controller) settingsChanged(st fsm.State) {
-	raw := string(st.Settings)
+// settingsChanged hands new settings to OnSettings and reloads Raft's
+// timeouts.
+func (c *controller) settingsChanged(s Settings) {
+	raw := string(c.a.node.fsm.SettingsRaw())
 	c.mu.Lock()
 	same := raw == c.lastRaw && c.lastRaw != ""
 	c.lastRaw = raw
 	c.mu.Unlock()
-	if !same {
-		c.reloadRaft(c.a.settingsFrom(st.Settings).Timings)
+	if same {
+		return
 	}
-	if !same && c.a.cfg.OnSettings != nil {
+	c.reloadRaft(s.Timings)
+	if c.a.cfg.OnSettings != nil {
 		// Hand over on a channel that keeps only the newest: rebuilding
 		// checks or the workload may take seconds (a slow Docker daemon)
-		// and must never hold up the VIP renewals of this loop.
-		s := c.a.settingsFrom(st.Settings)
+		// and must never hold up this loop.
 		select {
 		case <-c.settingsCh:
 		default:
@@ -390,190 +338,6 @@ func (c *controller) reloadRaft(t Timings) {
 	c.a.log.Info("raft timeouts changed", "heartbeat", hb, "election", el)
 }
 
-// handToGPU transfers leadership from a witness to a GPU voter that
-// answers: the active node if it is healthy, else a healthy one, else any
-// that answers.
-func (c *controller) handToGPU(st fsm.State) {
-	a := c.a
-	c.mu.Lock()
-	if time.Since(c.lastXfer) < time.Second {
-		c.mu.Unlock()
-		return
-	}
-	c.lastXfer = time.Now()
-	c.mu.Unlock()
-	cf := a.node.raft.GetConfiguration()
-	if cf.Error() != nil {
-		return
-	}
-	var candidates []raft.Server
-	for _, s := range cf.Configuration().Servers {
-		m, ok := st.Members[string(s.ID)]
-		if !ok || m.Role != fsm.RoleGPU || s.Suffrage != raft.Voter {
-			continue
-		}
-		if string(s.ID) == st.Active.Node {
-			candidates = append([]raft.Server{s}, candidates...)
-		} else {
-			candidates = append(candidates, s)
-		}
-	}
-	// Ask every candidate at once, briefly: a dead active node must not
-	// hold up the hand-over by a full peer timeout.
-	reports := make([]*SelfReport, len(candidates))
-	var wg sync.WaitGroup
-	for i, s := range candidates {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var self SelfReport
-			ctx, cancel := context.WithTimeout(a.ctx, 300*time.Millisecond)
-			defer cancel()
-			if a.peerCall(ctx, st.Members[string(s.ID)].APIAddr, "GET", "/v1/self", nil, &self, false) == nil {
-				reports[i] = &self
-			}
-		}()
-	}
-	wg.Wait()
-	var pick *raft.Server
-	healthy := false
-	for i := range candidates {
-		r := reports[i]
-		if r == nil {
-			continue
-		}
-		if pick == nil || (r.Healthy && !healthy) {
-			pick, healthy = &candidates[i], r.Healthy
-		}
-	}
-	if pick == nil {
-		c.setErr(errors.New("witness leads and no GPU voter answers to take leadership"))
-		return
-	}
-	a.log.Info("witness hands leadership to a GPU node", "to", pick.ID, "healthy", healthy)
-	if err := a.node.raft.LeadershipTransferToServer(pick.ID, pick.Address).Error(); err != nil {
-		c.setErr(fmt.Errorf("hand leadership to %s: %w", pick.ID, err))
-	}
-}
-
-// holdVIP confirms leadership with a quorum and then claims or renews. It
-// returns how long to wait before a claim may be made, or 0.
-func (c *controller) holdVIP(ctx context.Context, st fsm.State, s Settings) time.Duration {
-	c.vipMu.Lock()
-	defer c.vipMu.Unlock()
-	c.mu.Lock()
-	v, holding, since, heldEpoch := c.vip, c.holding, c.leaderSince, c.heldEpoch
-	handingOver := time.Now().Before(c.transferBy)
-	c.mu.Unlock()
-	if v == nil || handingOver {
-		// A planned failover is handing the VIP over: never renew under it.
-		return 0
-	}
-	start := time.Now()
-	if err := c.a.node.raft.VerifyLeader().Error(); err != nil {
-		c.releaseVIPLocked("leadership not confirmed: " + err.Error())
-		return 0
-	}
-	if cur := c.a.node.fsm.State().Active; cur.Node != c.a.Name() || cur.Epoch != st.Active.Epoch {
-		return 0 // the assignment moved while we confirmed; the next step acts on it
-	}
-	notAfter := start.Add(time.Duration(s.Timings.ConfirmMaxAge))
-	if !holding {
-		wait := s.Timings.TakeoverWait()
-		if !st.Active.Handover && time.Since(since) < wait {
-			// The previous holder may still have a lease it renewed just
-			// before we won: wait it out (docs/timings.md).
-			return wait - time.Since(since)
-		}
-		if err := v.Claim(ctx, notAfter); err != nil {
-			c.setErr(fmt.Errorf("claim vip: %w", err))
-			return 0
-		}
-		c.mu.Lock()
-		c.holding, c.heldEpoch = true, st.Active.Epoch
-		c.mu.Unlock()
-		c.a.log.Info("claimed VIP", "vip", c.vipSpec.Prefix.String(), "epoch", st.Active.Epoch, "handover", st.Active.Handover, "leader_for", time.Since(since).Round(time.Millisecond))
-		return 0
-	}
-	if err := v.Renew(ctx, notAfter); err != nil {
-		c.setErr(fmt.Errorf("renew vip: %w", err))
-		return 0
-	}
-	if heldEpoch != st.Active.Epoch {
-		// A new epoch with the same holder: announce again, so caches
-		// left stale by a healed partition are corrected.
-		if err := v.Announce(ctx); err != nil {
-			c.setErr(fmt.Errorf("announce vip: %w", err))
-		}
-		c.mu.Lock()
-		c.heldEpoch = st.Active.Epoch
-		c.mu.Unlock()
-	}
-	return 0
-}
-
-// releaseVIP removes the VIP if this agent holds it (or might). It waits
-// for a claim or renewal in progress to finish first.
-func (c *controller) releaseVIP(why string) {
-	c.vipMu.Lock()
-	defer c.vipMu.Unlock()
-	c.releaseVIPLocked(why)
-}
-
-func (c *controller) releaseVIPLocked(why string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.vip == nil {
-		return
-	}
-	held, _, _ := c.vip.Held()
-	if !c.holding && !held {
-		return
-	}
-	if err := c.vip.Release(); err != nil {
-		c.lastErr = fmt.Sprintf("release vip: %v", err)
-		c.a.log.Error("release VIP failed", "error", err)
-		return
-	}
-	c.holding = false
-	c.a.log.Info("released VIP", "reason", why)
-}
-
-// ensureVIP (re)builds the VIP actuator when the settings change.
-func (c *controller) ensureVIP(s Settings) error {
-	a := c.a
-	if a.cfg.NewVIP == nil || a.cfg.Node.Role != fsm.RoleGPU {
-		return nil
-	}
-	p, ok := s.VIPPrefix()
-	spec := VIPSpec{Prefix: p, Iface: a.cfg.Node.VIPInterface, Lifetime: time.Duration(s.Timings.VIPLifetime),
-		GARPRepeat: s.VIP.GARPRepeat, GARPInterval: time.Duration(s.VIP.GARPInterval), Refresh: time.Duration(s.VIP.GARPRefresh)}
-	c.mu.Lock()
-	same := c.vip != nil && c.vipSpec == spec
-	c.mu.Unlock()
-	if same || (!ok && c.vip == nil) {
-		return nil
-	}
-	c.vipMu.Lock()
-	defer c.vipMu.Unlock()
-	c.releaseVIPLocked("vip settings changed")
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.vip != nil {
-		_ = c.vip.Close()
-		c.vip = nil
-	}
-	if !ok {
-		return nil
-	}
-	v, err := a.cfg.NewVIP(spec)
-	if err != nil {
-		return fmt.Errorf("vip %s on %s: %w", spec.Prefix, spec.Iface, err)
-	}
-	c.vip, c.vipSpec, c.holding = v, spec, false
-	return nil
-}
-
 func (c *controller) setErr(err error) {
 	c.mu.Lock()
 	msg := err.Error()
@@ -585,25 +349,12 @@ func (c *controller) setErr(err error) {
 	}
 }
 
-// holdsVIP reports whether the VIP is on this host now.
-func (c *controller) holdsVIP() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.vip == nil {
-		return false
-	}
-	held, _, err := c.vip.Held()
-	return err == nil && held
-}
-
 // checkConflict probes who answers for the VIP: a holder must hear nobody
 // else; a node that does not hold it (a standby, the witness) must hear at
 // most one MAC. On a
 // conflict the holder announces again, so clients move back to it.
 func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
-	c.mu.Lock()
-	v := c.vip
-	c.mu.Unlock()
+	v := c.a.lease.currentVIP()
 	var held bool
 	var macs []net.HardwareAddr
 	var err error
@@ -686,19 +437,4 @@ func (c *controller) conflictState() (string, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.conflict, c.conflicts
-}
-
-// pauseLeaderDuties stops the leader from re-taking the active role while
-// a planned failover hands it over.
-func (c *controller) pauseLeaderDuties(d time.Duration) {
-	c.mu.Lock()
-	c.transferBy = time.Now().Add(d)
-	c.mu.Unlock()
-}
-
-func (c *controller) resumeLeaderDuties() {
-	c.mu.Lock()
-	c.transferBy = time.Time{}
-	c.mu.Unlock()
-	c.poke()
 }

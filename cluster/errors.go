@@ -24,4 +24,6 @@ var (
 	ErrUnknownMember = errors.New("unknown member")
 	// ErrBadRequest means an API request was malformed.
 	ErrBadRequest = errors.New("bad request")
+	// ErrForbidden means the caller's identity may not make this call.
+	ErrForbidden = errors.New("forbidden")
 )

@@ -11,30 +11,28 @@ import (
 	"time"
 )
 
-// fakeWire is a shared L2 segment for fake VIPs: it knows which node holds
-// the address until when, and fails the test if two hold it at once.
+// fakeWire is a shared L2 segment for fake VIPs. Each node's fence is a
+// deadline on the boot clock (shared by every agent of the test process, as
+// real time is); a node answers for the VIP while its address is present
+// and its fence is open. The wire fails the test the moment two could.
 type fakeWire struct {
 	t         *testing.T
 	mu        sync.Mutex
-	expiry    map[string]time.Time // node -> lease end; absent = not held
+	deadline  map[string]time.Duration // node -> fence deadline (boot clock)
+	present   map[string]bool          // node -> address on the interface
 	claims    []fakeClaim
-	crashed   map[string]bool    // Release does nothing: the lease runs out by itself
+	crashed   map[string]bool    // Release and Close do nothing: as if the agent died
 	foreign   []net.HardwareAddr // hosts outside the cluster that answer for the VIP
 	announces map[string]int
-	// gate, when set, holds the next Renew of gateNode until closed;
-	// gated is closed when that Renew has started waiting.
-	gate, gated chan struct{}
-	gateNode    string
 }
 
 type fakeClaim struct {
-	node     string
-	at       time.Time
-	handover bool
+	node string
+	at   time.Time
 }
 
 func newFakeWire(t *testing.T) *fakeWire {
-	return &fakeWire{t: t, expiry: map[string]time.Time{}, crashed: map[string]bool{}, announces: map[string]int{}}
+	return &fakeWire{t: t, deadline: map[string]time.Duration{}, present: map[string]bool{}, crashed: map[string]bool{}, announces: map[string]int{}}
 }
 
 // factory returns a VIPFactory for node.
@@ -43,18 +41,23 @@ func (w *fakeWire) factory(node string) VIPFactory {
 		if !spec.Prefix.IsValid() || spec.Lifetime < time.Second {
 			return nil, fmt.Errorf("bad spec %+v", spec)
 		}
-		return &fakeVIP{w: w, node: node, life: spec.Lifetime}, nil
+		return &fakeVIP{w: w, node: node}, nil
 	}
 }
 
-// holders lists nodes whose lease has not run out.
+// answering reports whether node answers for the VIP at now (w.mu held).
+func (w *fakeWire) answering(node string, now time.Duration) bool {
+	return w.present[node] && now < w.deadline[node]
+}
+
+// holders lists nodes that answer for the VIP now.
 func (w *fakeWire) holders() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []string
-	now := time.Now()
-	for n, e := range w.expiry {
-		if now.Before(e) {
+	now := bootClock()
+	for n := range w.present {
+		if w.answering(n, now) {
 			out = append(out, n)
 		}
 	}
@@ -73,50 +76,30 @@ func (w *fakeWire) lastClaim() fakeClaim {
 type fakeVIP struct {
 	w    *fakeWire
 	node string
-	life time.Duration
 }
 
-var errStale = errors.New("stale confirmation")
-
-func (v *fakeVIP) put(notAfter time.Time, claim bool) error {
+func (v *fakeVIP) Hold(_ context.Context, deadline time.Duration) (bool, error) {
 	w := v.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	now := time.Now()
-	if now.After(notAfter) {
-		return errStale
+	now := bootClock()
+	if now >= deadline {
+		return false, errors.New("deadline passed")
 	}
-	for n, e := range w.expiry {
-		if n != v.node && now.Before(e) {
-			w.t.Errorf("TWO HOLDERS: %s writes the VIP while %s holds it until %v", v.node, n, e.Sub(now))
+	for n := range w.present {
+		if n != v.node && w.answering(n, now) {
+			w.t.Errorf("TWO HOLDERS: %s opens its fence until +%v while %s answers until +%v", v.node, deadline-now, n, w.deadline[n]-now)
 		}
 	}
-	if claim {
-		w.claims = append(w.claims, fakeClaim{node: v.node, at: now})
+	w.deadline[v.node] = deadline
+	claimed := !w.present[v.node]
+	if claimed {
+		w.claims = append(w.claims, fakeClaim{node: v.node, at: time.Now()})
 	}
-	w.expiry[v.node] = now.Add(v.life)
-	return nil
+	w.present[v.node] = true
+	return claimed, nil
 }
 
-func (v *fakeVIP) Claim(_ context.Context, notAfter time.Time) error { return v.put(notAfter, true) }
-func (v *fakeVIP) Renew(_ context.Context, notAfter time.Time) error {
-	v.w.mu.Lock()
-	gate, gated := v.w.gate, v.w.gated
-	if gate != nil && v.w.gateNode == v.node {
-		v.w.gate = nil
-	} else {
-		gate = nil
-	}
-	v.w.mu.Unlock()
-	if gate != nil {
-		close(gated)
-		<-gate
-		// A renewal that was confirmed just before the gate: give it the
-		// same confirmation, as a paused goroutine would.
-		notAfter = time.Now().Add(time.Second)
-	}
-	return v.put(notAfter, false)
-}
 func (v *fakeVIP) Announce(context.Context) error {
 	v.w.mu.Lock()
 	v.w.announces[v.node]++
@@ -136,16 +119,17 @@ func (v *fakeVIP) Probe(context.Context, time.Duration) ([]net.HardwareAddr, err
 	v.w.mu.Lock()
 	defer v.w.mu.Unlock()
 	out := append([]net.HardwareAddr(nil), v.w.foreign...)
-	for n, e := range v.w.expiry {
-		if n != v.node && time.Now().Before(e) {
+	now := bootClock()
+	for n := range v.w.present {
+		if n != v.node && v.w.answering(n, now) {
 			out = append(out, net.HardwareAddr{2, 0, 0, 0, 0, byte(len(n))})
 		}
 	}
 	return out, nil
 }
-func (v *fakeVIP) Close() error { return nil }
 
-// crash makes node's agent unable to release: as if it died.
+// crash makes node's agent unable to release or close: as if it died
+// with its fence open until the deadline it last wrote.
 func (w *fakeWire) crash(node string) {
 	w.mu.Lock()
 	w.crashed[node] = true
@@ -155,19 +139,19 @@ func (w *fakeWire) crash(node string) {
 func (v *fakeVIP) Release() error {
 	v.w.mu.Lock()
 	if !v.w.crashed[v.node] {
-		delete(v.w.expiry, v.node)
+		v.w.deadline[v.node] = 0
+		delete(v.w.present, v.node)
 	}
 	v.w.mu.Unlock()
 	return nil
 }
+
+func (v *fakeVIP) Close() error { return v.Release() }
+
 func (v *fakeVIP) Held() (bool, time.Duration, error) {
 	v.w.mu.Lock()
 	defer v.w.mu.Unlock()
-	e, ok := v.w.expiry[v.node]
-	if !ok || !time.Now().Before(e) {
-		return false, 0, nil
-	}
-	return true, time.Until(e), nil
+	return v.w.present[v.node], time.Hour, nil
 }
 
 // fakeHealth is a switchable HealthReporter.

@@ -54,7 +54,7 @@ func (a *Agent) gossipLoop() {
 
 func (a *Agent) publishGossip() {
 	healthy, why := a.ownHealth()
-	s := gossipState{Healthy: healthy, HealthReason: why, HoldsVIP: a.ctl.holdsVIP()}
+	s := gossipState{Healthy: healthy, HealthReason: why, HoldsVIP: a.lease.holdsVIP()}
 	if a.cfg.Health != nil {
 		s.Health = a.cfg.Health.Detail()
 	}

@@ -56,17 +56,26 @@ func TestController_HealthDrivenFailoverNoFlapNoMoveBack(t *testing.T) {
 	c.stays("node2", time.Second)
 }
 
-func TestController_HoldDownStopsAnEarlyMove(t *testing.T) {
+// The hold-down counts from a move, not from the cluster's start: a service
+// that dies right after the cluster formed is moved at once, one that dies
+// right after a move stays (against flapping) and status says why.
+func TestController_HoldDownAppliesAfterAMoveOnly(t *testing.T) {
 	c := newVIPCluster(t) // default hold-down: 30 s
 	c.health["node1"].set("http:health")
+	c.waitHolder("node2")
+	if a := c.nodes["node2"].agent.FSM().State().Active; a.Reason != "health:node1:http:health" {
+		t.Fatalf("assignment %+v, want a health move right after startup", a)
+	}
+	c.health["node1"].set("")
+	c.health["node2"].set("http:health")
 	waitFor(t, 10*time.Second, "the hold-down to be reported", func() error {
-		st := c.nodes["node2"].agent.Status(context.Background())
+		st := c.nodes["witness"].agent.Status(context.Background())
 		if !strings.Contains(st.Blocked, "hold-down") {
 			return errString("blocked = " + st.Blocked)
 		}
 		return nil
 	})
-	c.stays("node1", time.Second)
+	c.stays("node2", time.Second)
 }
 
 type errString string

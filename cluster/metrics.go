@@ -33,7 +33,7 @@ func (a *Agent) writeMetrics(w io.Writer) {
 	gauge("newbieha_raft_leader", "1 if this node is the Raft leader.", b(a.IsLeader()))
 	gauge("newbieha_active", "1 if the replicated state names this node active.", b(st.Active.Node == a.Name()))
 	gauge("newbieha_epoch", "Epoch of the current active assignment.", st.Active.Epoch)
-	gauge("newbieha_vip_held", "1 if the VIP is on this host.", b(a.ctl.holdsVIP()))
+	gauge("newbieha_vip_held", "1 if the VIP is on this host.", b(a.lease.holdsVIP()))
 	gauge("newbieha_vip_conflict", "1 if the last ARP probe found another host answering for the VIP.", b(conflict != ""))
 	counter("newbieha_vip_conflict_probes_total", "ARP probes that found a VIP conflict.", conflicts)
 	gauge("newbieha_healthy", "1 if this node's own service is healthy (always 0 on a witness).", b(healthy))

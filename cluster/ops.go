@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,6 +32,10 @@ var (
 type FailoverRequest struct {
 	To    string `json:"to"`
 	Force bool   `json:"force"` // skip the health check (not reachability)
+	// Reason is recorded in the history; "" means manual:failover. It
+	// must start with "manual:" (an operator's words) or "stop:" (an
+	// agent handing over before it stops).
+	Reason string `json:"reason,omitempty"`
 }
 
 // FailoverResponse reports a planned handover.
@@ -38,10 +43,11 @@ type FailoverResponse struct {
 	From  string `json:"from"`
 	To    string `json:"to"`
 	Epoch uint64 `json:"epoch"`
-	// ReleasedMs is how long after the request the old holder had dropped
-	// the VIP; TransferredMs when the target became leader.
-	ReleasedMs    float64 `json:"released_ms"`
-	TransferredMs float64 `json:"transferred_ms"`
+	// CommittedMs is how long after the request the new epoch was
+	// committed; HeldMs when the target reported its lease (0: it had not
+	// within a few lease durations).
+	CommittedMs float64 `json:"committed_ms"`
+	HeldMs      float64 `json:"held_ms"`
 }
 
 // MaintenanceRequest turns maintenance mode on or off.
@@ -163,8 +169,16 @@ func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
+	reason := req.Reason
+	switch {
+	case reason == "":
+		reason = "manual:failover"
+	case !strings.HasPrefix(reason, "manual:") && !strings.HasPrefix(reason, "stop:"):
+		writeError(w, fmt.Errorf("%w: reason %q must start with manual: or stop:", ErrBadRequest, reason))
+		return
+	}
 	var resp FailoverResponse
-	err := a.onLeader(r, func() (err error) { resp, err = a.failover(r.Context(), req, "manual:failover"); return err }, "/v1/failover", req, &resp)
+	err := a.onLeader(r, func() (err error) { resp, err = a.failover(r.Context(), req, reason); return err }, "/v1/failover", req, &resp)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -173,8 +187,11 @@ func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
 }
 
 // failover hands the active role to req.To (leader only): it checks the
-// target, drops the VIP here, commits the new assignment with the handover
-// flag (so the target claims at once) and transfers leadership.
+// target and commits the new epoch. Nothing else: the old holder, on
+// applying the entry, closes its fence, removes the address and tells the
+// voters it released; the target is granted as soon as a majority of voters
+// has no live grant for anyone else. No flag is trusted and leadership does
+// not move. It then waits (bounded) until the target reports its lease.
 func (a *Agent) failover(ctx context.Context, req FailoverRequest, reason string) (FailoverResponse, error) {
 	if !a.IsLeader() {
 		return FailoverResponse{}, ErrNotLeader
@@ -192,32 +209,14 @@ func (a *Agent) failover(ctx context.Context, req FailoverRequest, reason string
 	case st.Active.Node == req.To:
 		return FailoverResponse{}, fmt.Errorf("%w: %s (epoch %d)", ErrAlreadyActive, req.To, st.Active.Epoch)
 	}
-	var target SelfReport
-	if req.To == a.Name() {
-		target = a.self()
-	} else {
-		cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
-		err := a.peerCall(cctx, m.APIAddr, http.MethodGet, "/v1/self", nil, &target, false)
-		cancel()
-		if err != nil {
-			return FailoverResponse{}, fmt.Errorf("%w: %s: %v", ErrUnreachable, req.To, err)
-		}
-		if target.Raft == RaftUnreachable || target.Leader != a.Name() {
-			return FailoverResponse{}, fmt.Errorf("%w: %s does not follow this leader (sees %q)", ErrUnreachable, req.To, target.Leader)
-		}
+	target, err := a.selfOf(ctx, req.To)
+	if err != nil {
+		return FailoverResponse{}, fmt.Errorf("%w: %s: %v", ErrUnreachable, req.To, err)
 	}
 	if !req.Force && !target.Healthy {
 		return FailoverResponse{}, fmt.Errorf("%w: %s: %s (--force skips this check)", ErrUnhealthy, req.To, target.HealthReason)
 	}
-
-	// From here on the leader must not take the role back by itself.
-	a.ctl.pauseLeaderDuties(2*a.cfg.ApplyTimeout + time.Second)
-	defer a.ctl.resumeLeaderDuties()
-	a.ctl.releaseVIP("planned failover to " + req.To)
-	released := time.Since(begin)
-	a.log.Info("planned failover: VIP dropped", "to", req.To)
-
-	cmd := fsm.SetActive{Node: req.To, Epoch: st.Active.Epoch + 1, Time: a.cfg.Now().UTC(), Reason: reason, Handover: true}
+	cmd := fsm.SetActive{Node: req.To, Epoch: st.Active.Epoch + 1, Time: a.cfg.Now().UTC(), Reason: reason}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		return FailoverResponse{}, err
@@ -225,20 +224,36 @@ func (a *Agent) failover(ctx context.Context, req FailoverRequest, reason string
 	if err := a.applyLocal(data); err != nil {
 		return FailoverResponse{}, fmt.Errorf("record failover: %w", err)
 	}
-	resp := FailoverResponse{From: st.Active.Node, To: req.To, Epoch: cmd.Epoch, ReleasedMs: ms(released)}
-	if req.To == a.Name() {
-		resp.TransferredMs = ms(time.Since(begin))
-		return resp, nil
+	resp := FailoverResponse{From: st.Active.Node, To: req.To, Epoch: cmd.Epoch, CommittedMs: ms(time.Since(begin))}
+	a.log.Info("planned failover committed", "from", st.Active.Node, "to", req.To, "epoch", cmd.Epoch, "reason", reason)
+	// Report when the target holds its lease; a cluster without a VIP or
+	// a slow target is not an error: the entry is committed.
+	wait := 2*(a.settings().Timings.Lease().Duration+a.settings().Timings.Lease().Drift) + time.Second
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if s, err := a.selfOf(ctx, req.To); err == nil && s.Lease.Epoch >= cmd.Epoch && s.Lease.Left > 0 {
+			resp.HeldMs = ms(time.Since(begin))
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	if err := a.node.raft.LeadershipTransferToServer(raft.ServerID(req.To), raft.ServerAddress(m.RaftAddr)).Error(); err != nil {
-		// The target did not take over: the controller names this node
-		// active again (a new epoch) once duties resume.
-		a.log.Error("planned failover: leadership transfer failed", "to", req.To, "error", err)
-		return resp, fmt.Errorf("transfer leadership to %s: %w (the role returns to %s)", req.To, err, a.Name())
-	}
-	resp.TransferredMs = ms(time.Since(begin))
-	a.log.Info("planned failover: leadership transferred", "to", req.To, "epoch", cmd.Epoch, "ms", resp.TransferredMs)
 	return resp, nil
+}
+
+// selfOf asks a member for its own report (this node answers itself).
+func (a *Agent) selfOf(ctx context.Context, name string) (SelfReport, error) {
+	if name == a.Name() {
+		return a.self(), nil
+	}
+	m, ok := a.node.fsm.Member(name)
+	if !ok {
+		return SelfReport{}, fmt.Errorf("%w: %q", ErrUnknownMember, name)
+	}
+	var s SelfReport
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
+	defer cancel()
+	err := a.peerCall(cctx, m.APIAddr, http.MethodGet, "/v1/self", nil, &s, false)
+	return s, err
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -322,4 +337,53 @@ func (a *Agent) handleConfigApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ConfigResponse{YAML: req.YAML, Settings: s})
+}
+
+// Shutdown stops the agent as SIGTERM should: an agent that holds the
+// active role first hands it to a healthy standby (a planned failover with
+// reason stop:NAME, bounded by failover.stop_handover) and waits until it
+// has released; with no healthy standby, or when that fails, it releases
+// and stops anyway. Then it closes like Close.
+func (a *Agent) Shutdown() error {
+	a.handOffBeforeStop()
+	return a.Close()
+}
+
+func (a *Agent) handOffBeforeStop() {
+	limit := time.Duration(a.settings().Failover.StopHandover)
+	act, _ := a.node.fsm.ActiveView()
+	if limit <= 0 || act.Node != a.Name() || a.cfg.Node.Role != fsm.RoleGPU {
+		return
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, limit)
+	defer cancel()
+	to := ""
+	view := a.gossipView()
+	for _, m := range a.node.fsm.State().Members {
+		if g, ok := view[m.Name]; ok && m.Role == fsm.RoleGPU && m.Name != a.Name() && g.Alive && g.HasState && g.State.Healthy {
+			to = m.Name
+			break
+		}
+	}
+	if to == "" {
+		a.log.Warn("stopping while active: no healthy standby to hand over to; releasing")
+		return
+	}
+	a.log.Info("stopping while active: handing over first", "to", to, "limit", limit)
+	req := FailoverRequest{To: to, Reason: "stop:" + a.Name()}
+	var resp FailoverResponse
+	var err error
+	if a.IsLeader() {
+		resp, err = a.failover(ctx, req, req.Reason)
+	} else {
+		err = a.toLeader(ctx, "/v1/failover", req, &resp)
+	}
+	if err != nil {
+		a.log.Warn("hand-over before stop failed; releasing", "to", to, "error", err)
+		return
+	}
+	for ctx.Err() == nil && a.lease.state().Epoch != 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.log.Info("handed over before stop", "to", to, "epoch", resp.Epoch, "held_ms", resp.HeldMs)
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/newbieha/newbieha/cluster/lease"
 )
 
 // Settings are the cluster-wide settings, replicated through Raft:
@@ -40,6 +42,10 @@ type FailoverSettings struct {
 	// Preferred is the GPU node that should be active when it is healthy
 	// (used only with Preempt).
 	Preferred string `yaml:"preferred" json:"preferred,omitempty"`
+	// StopHandover bounds how long an active agent that is told to stop
+	// (SIGTERM) waits for a planned failover to a healthy standby before
+	// it releases and exits. Zero: release at once.
+	StopHandover Duration `yaml:"stop_handover" json:"stop_handover"`
 }
 
 // VIPSettings say which address clients use and how it is announced.
@@ -81,22 +87,24 @@ type ServiceSettings struct {
 	Container map[string]any `yaml:"container" json:"container,omitempty"`
 }
 
-// Timings of the VIP lease. docs/timings.md gives the argument that they
-// make two holders impossible.
+// Timings of the holder lease. docs/timings.md gives the argument that they
+// make two holders impossible, and which setting bounds which time.
 type Timings struct {
-	// VIPLifetime is the kernel lifetime (valid_lft) the VIP is installed
-	// with; whole seconds, at least 1s.
+	// LeaseDuration (L) is the lease the holder asks the voters for; its
+	// fence deadline is the instant it sent the round plus L.
+	LeaseDuration Duration `yaml:"lease_duration" json:"lease_duration"`
+	// LeaseDrift (ε) is what each voter adds to the grants it measures, to
+	// cover the difference in clock rates between two hosts.
+	LeaseDrift Duration `yaml:"lease_drift" json:"lease_drift"`
+	// LeaseRenewInterval (R) is how often the holder renews its lease.
+	LeaseRenewInterval Duration `yaml:"lease_renew_interval" json:"lease_renew_interval"`
+	// LeaseRetryInterval is how often a node named active asks again while
+	// it has no lease yet (an older grant is running out).
+	LeaseRetryInterval Duration `yaml:"lease_retry_interval" json:"lease_retry_interval"`
+	// VIPLifetime is the kernel lifetime (valid_lft) of the address: only a
+	// backstop that removes a dead holder's address; the fence is what
+	// stops it answering. Whole seconds, longer than the lease.
 	VIPLifetime Duration `yaml:"vip_lifetime" json:"vip_lifetime"`
-	// VIPRenewInterval is how often the holder confirms its leadership with
-	// a quorum and renews the lifetime.
-	VIPRenewInterval Duration `yaml:"vip_renew_interval" json:"vip_renew_interval"`
-	// ConfirmMaxAge is how long after a quorum confirmation began it may
-	// still be used to touch the VIP; a later write is refused (a paused
-	// agent).
-	ConfirmMaxAge Duration `yaml:"confirm_max_age" json:"confirm_max_age"`
-	// ExpirySlack covers the kernel's lateness in removing an expired
-	// address (measured at most 0.2 s).
-	ExpirySlack Duration `yaml:"expiry_slack" json:"expiry_slack"`
 	// RaftHeartbeatTimeout and RaftElectionTimeout, when set, replace the
 	// nodes' own values at run time (raft reloads them). They bound how
 	// fast a dead leader is noticed, not safety. Zero keeps each node's.
@@ -106,25 +114,25 @@ type Timings struct {
 
 // DefaultSettings returns settings with every default filled in.
 func DefaultSettings() Settings {
+	p := lease.DefaultParams()
 	return Settings{
 		VIP:      VIPSettings{GARPRepeat: 5, GARPInterval: Duration(200 * time.Millisecond), ConflictProbeInterval: Duration(2 * time.Second)},
 		Service:  ServiceSettings{Runtime: "none", Standby: "hot"},
-		Failover: FailoverSettings{HoldDown: Duration(30 * time.Second)},
+		Failover: FailoverSettings{HoldDown: Duration(30 * time.Second), StopHandover: Duration(5 * time.Second)},
 		Timings: Timings{
-			VIPLifetime:      Duration(time.Second),
-			VIPRenewInterval: Duration(250 * time.Millisecond),
-			ConfirmMaxAge:    Duration(200 * time.Millisecond),
-			ExpirySlack:      Duration(time.Second),
+			LeaseDuration:      Duration(p.Duration),
+			LeaseDrift:         Duration(p.Drift),
+			LeaseRenewInterval: Duration(p.Renew),
+			LeaseRetryInterval: Duration(p.Retry),
+			VIPLifetime:        Duration(2 * time.Second),
 		},
 	}
 }
 
-// TakeoverWait is how long a new active node waits, after becoming leader,
-// before it claims the VIP when the previous holder did not hand it over:
-// long enough that any lease the previous holder could still have renewed
-// has run out (docs/timings.md).
-func (t Timings) TakeoverWait() time.Duration {
-	return time.Duration(t.VIPLifetime) + time.Duration(t.ConfirmMaxAge) + time.Duration(t.ExpirySlack)
+// Lease returns the lease parameters of the timings.
+func (t Timings) Lease() lease.Params {
+	return lease.Params{Duration: time.Duration(t.LeaseDuration), Drift: time.Duration(t.LeaseDrift),
+		Renew: time.Duration(t.LeaseRenewInterval), Retry: time.Duration(t.LeaseRetryInterval)}
 }
 
 // VIPPrefix parses the VIP address; ok is false when no VIP is set.
@@ -195,6 +203,9 @@ func (s Settings) Validate() error {
 			errs = append(errs, fmt.Errorf("key \"failover.preferred\": %w", err))
 		}
 	}
+	if d := time.Duration(s.Failover.StopHandover); d < 0 || d > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("key \"failover.stop_handover\": %v must be 0-5m", d))
+	}
 	if d := time.Duration(s.Failover.HoldDown); d < 0 || d > 24*time.Hour {
 		errs = append(errs, fmt.Errorf("key \"failover.hold_down\": %v must be 0-24h", d))
 	}
@@ -206,23 +217,21 @@ func (s Settings) Validate() error {
 
 // Validate checks the lease timings against each other.
 func (t Timings) Validate() error {
+	if err := t.Lease().Validate(); err != nil {
+		var pe *lease.ParamError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("key \"timings.%s\": %s", pe.Field, pe.Msg)
+		}
+		return err
+	}
 	life := time.Duration(t.VIPLifetime)
-	renew := time.Duration(t.VIPRenewInterval)
-	age := time.Duration(t.ConfirmMaxAge)
-	slack := time.Duration(t.ExpirySlack)
 	switch {
 	case life < time.Second || life%time.Second != 0:
 		return fmt.Errorf("key \"timings.vip_lifetime\": %v must be whole seconds, at least 1s (the kernel counts valid_lft in seconds)", life)
 	case life > time.Minute:
-		return fmt.Errorf("key \"timings.vip_lifetime\": %v is over 1m: a crashed holder would keep the VIP that long", life)
-	case age < 10*time.Millisecond:
-		return fmt.Errorf("key \"timings.confirm_max_age\": %v is below 10ms: no quorum round trip fits", age)
-	case renew < 10*time.Millisecond:
-		return fmt.Errorf("key \"timings.vip_renew_interval\": %v is below 10ms", renew)
-	case renew+age >= life:
-		return fmt.Errorf("key \"timings.vip_renew_interval\": %v plus confirm_max_age %v must stay below vip_lifetime %v, or the VIP expires between two renewals", renew, age, life)
-	case slack < 200*time.Millisecond:
-		return fmt.Errorf("key \"timings.expiry_slack\": %v is below 200ms, the kernel's measured lateness in removing an expired address; a new holder could overlap the old", slack)
+		return fmt.Errorf("key \"timings.vip_lifetime\": %v is over 1m: a crashed holder's address would stay that long", life)
+	case life < time.Duration(t.LeaseDuration)+time.Second/2:
+		return fmt.Errorf("key \"timings.vip_lifetime\": %v must exceed lease_duration %v by at least 500ms, or the address could expire between two renewals while the fence is open", life, time.Duration(t.LeaseDuration))
 	}
 	hb, el := time.Duration(t.RaftHeartbeatTimeout), time.Duration(t.RaftElectionTimeout)
 	switch {

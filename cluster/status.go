@@ -63,7 +63,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 				mu.Unlock()
 			}
 			ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason, ms.Health = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason, self.Health
-			ms.VIPConflict = self.VIPConflict
+			ms.VIPConflict, ms.Lease = self.VIPConflict, self.Lease
 			add(ms)
 			continue
 		}
@@ -84,7 +84,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 					mu.Unlock()
 				}
 				ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason, ms.Health = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason, self.Health
-				ms.VIPConflict = self.VIPConflict
+				ms.VIPConflict, ms.Lease = self.VIPConflict, self.Lease
 			}
 			add(ms)
 		}()

@@ -61,8 +61,10 @@ type SelfReport struct {
 	Term         uint64   `json:"term"`
 	AppliedIndex uint64   `json:"applied_index"`
 	HoldsVIP     bool     `json:"holds_vip"`
-	Healthy      bool     `json:"healthy"`
-	HealthReason string   `json:"health_reason,omitempty"`
+	// Lease is this node's holder lease and its voter's grant.
+	Lease        LeaseState `json:"lease"`
+	Healthy      bool       `json:"healthy"`
+	HealthReason string     `json:"health_reason,omitempty"`
 	// Health is the full health report (checks, GPU telemetry).
 	Health any `json:"health,omitempty"`
 	// Blocked is, on the leader, why the active role stays put.
@@ -108,6 +110,9 @@ type MemberStatus struct {
 	SeesLeader string `json:"sees_leader"`
 	// HoldsVIP is the member's own report that the VIP is on its host.
 	HoldsVIP bool `json:"holds_vip"`
+	// Lease is the member's own report of its holder lease and its
+	// voter's grant.
+	Lease LeaseState `json:"lease"`
 	// Healthy is the member's own verdict on its service.
 	Healthy      bool      `json:"healthy"`
 	HealthReason string    `json:"health_reason,omitempty"`

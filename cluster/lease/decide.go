@@ -51,10 +51,13 @@ type Situation struct {
 	Lease time.Duration
 	// HoldDown is how long after a move no health-driven move follows.
 	HoldDown time.Duration
-	// Preferred, with Preempt, is the node that takes the role back once
-	// healthy.
+	// Preferred is the node chosen first when several could take the
+	// role; with Preempt it also takes the role back once healthy.
 	Preferred string
 	Preempt   bool
+	// Self is the deciding leader; without a preferred node, a healthy GPU
+	// leader names itself first at startup.
+	Self string
 }
 
 // Move is a change of the active role to commit.
@@ -113,7 +116,11 @@ func Decide(s Situation) Decision {
 		return Decision{Move: &Move{To: to, Epoch: s.Epoch + 1, Reason: reason}}
 	}
 	if s.Active == "" || !slices.Contains(s.GPUNodes, s.Active) {
-		if c := s.healthy(""); len(c) > 0 {
+		c := s.healthy("")
+		if i := slices.Index(c, s.Self); i > 0 && (s.Preferred == "" || !slices.Contains(c, s.Preferred)) {
+			c[0], c[i] = c[i], c[0]
+		}
+		if len(c) > 0 {
 			reason := ReasonStartup
 			if s.Active != "" {
 				reason = ReasonHolderLost + ":" + s.Active

@@ -16,9 +16,9 @@ type Time = time.Duration
 // restarted without knowing the settings of that time.
 const (
 	// MaxDuration is the longest lease a voter grants.
-	MaxDuration = 5 * time.Second
+	MaxDuration = 3 * time.Second
 	// MaxDrift is the largest clock-drift margin a voter adds.
-	MaxDrift = time.Second
+	MaxDrift = 300 * time.Millisecond
 	// Quarantine is how long a voter grants nothing after it starts: any
 	// grant it gave before a restart has run out by then.
 	Quarantine = MaxDuration + MaxDrift

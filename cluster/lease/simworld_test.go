@@ -999,7 +999,7 @@ func (w *world) randomParams() Params {
 	var l time.Duration
 	switch r.IntN(10) {
 	case 0:
-		l = time.Second + time.Duration(r.Int64N(int64(4*time.Second)))
+		l = time.Second + time.Duration(r.Int64N(int64(MaxDuration-time.Second)))
 	case 1, 2:
 		l = 50*time.Millisecond + time.Duration(r.Int64N(int64(150*time.Millisecond)))
 	default:
@@ -1038,6 +1038,7 @@ const (
 	fNetwork
 	fDrill
 	fQuickRestart
+	fSettingsRace
 	fKinds
 )
 
@@ -1145,7 +1146,31 @@ func (w *world) fault() {
 		w.netFaulty()
 	case fDrill:
 		w.drill()
+	case fSettingsRace:
+		w.settingsRace()
 	}
+}
+
+// settingsRace lengthens the lease while the holder leads, and cuts the
+// holder off right after: its last rounds ask the others for the new,
+// longer lease before they have applied the new drift margin.
+func (w *world) settingsRace() {
+	r := w.rng
+	if w.leader < 0 || w.leader > 1 || !w.nodes[w.leader].fenceOpen(w.now) {
+		return
+	}
+	h := w.nodes[w.leader]
+	l := time.Second + time.Duration(r.Int64N(int64(4*time.Second)))
+	p := Params{Duration: l, Drift: l / 20, Renew: 5*time.Millisecond + time.Duration(r.Int64N(int64(l/20))), Retry: 5 * time.Millisecond}
+	w.operator(simEntry{kind: simSettings, params: p})
+	w.at(r.Int64N(int64(100*time.Millisecond)), -1, -1, "isolate", func() {
+		for i := range 3 {
+			if i != h.idx {
+				w.link[i][h.idx], w.link[h.idx][i] = false, false
+			}
+		}
+		w.tracef("fault: %s isolated", h.name)
+	})
 }
 
 // drill is the hardest hand-off: the GPU nodes cut from each other, the

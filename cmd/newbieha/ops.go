@@ -35,8 +35,10 @@ func newFailoverCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("failover to %s: %w", to, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s dropped the VIP after %.0f ms; leadership moved to %s after %.0f ms (epoch %d)\n",
-				resp.From, resp.ReleasedMs, resp.To, resp.TransferredMs, resp.Epoch)
+			fmt.Fprintf(cmd.OutOrStdout(), "epoch %d (%s -> %s) committed after %.0f ms\n", resp.Epoch, resp.From, resp.To, resp.CommittedMs)
+			if resp.HeldMs > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s holds the lease after %.0f ms\n", resp.To, resp.HeldMs)
+			}
 			// The switch is done when the target reports holding the VIP
 			// (or, with no VIP configured, leads as the active node).
 			for {
@@ -61,7 +63,7 @@ func newFailoverCmd() *cobra.Command {
 }
 
 func switched(st cluster.Status, to string) bool {
-	if st.Active.Node != to || st.Leader != to {
+	if st.Active.Node != to {
 		return false
 	}
 	if st.VIP.Address == "" {

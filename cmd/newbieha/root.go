@@ -166,14 +166,18 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			logger := hclog.New(&hclog.LoggerOptions{Name: nc.Name, Level: hclog.LevelFromString(nc.LogLevel), Output: cmd.ErrOrStderr()})
-			// Before anything else: whatever VIP this node held before
-			// goes, so a restarted agent never serves on a stale lease.
-			if a, ok, err := releaseCachedVIP(dataDir); err != nil {
-				return err
-			} else if ok {
-				logger.Info("removed any VIP left from before", "vip", a.String())
-			}
 			cfg := cluster.Config{DataDir: dataDir, Node: nc, Logger: logger, ValidateSettings: validateSettings}
+			// Once the agent holds its data dir (a second agent on a live
+			// one fails before this), whatever VIP and fence this node had
+			// before go, address first: a restarted agent never serves on
+			// a stale lease.
+			cfg.BeforeStart = func() error {
+				a, ok, err := releaseCachedVIP(dataDir)
+				if err == nil && ok {
+					logger.Info("removed any VIP and fence left from before", "vip", a.String())
+				}
+				return err
+			}
 			if nc.Role == fsm.RoleGPU {
 				svcCtx, stopSvcs := context.WithCancel(cmd.Context())
 				svcs := newServices(svcCtx, dataDir, nc.Name, logger)
@@ -202,7 +206,8 @@ func newAgentCmd() *cobra.Command {
 			defer stop()
 			<-ctx.Done()
 			logger.Info("signal received, stopping")
-			err = a.Close()
+			// An active agent hands over to a healthy standby first.
+			err = a.Shutdown()
 			if _, _, rerr := releaseCachedVIP(dataDir); rerr != nil {
 				err = errors.Join(err, rerr)
 			}
@@ -271,7 +276,7 @@ func printStatus(w io.Writer, st cluster.Status) error {
 		}
 		return "no"
 	}
-	fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tRAFT\tVOTER\tALIVE\tVIP\tHEALTHY")
+	fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tRAFT\tVOTER\tALIVE\tVIP\tLEASE\tHEALTHY")
 	for _, mb := range st.Members {
 		health := yes(mb.Healthy)
 		if mb.Raft == cluster.RaftUnreachable && !mb.Alive {
@@ -279,7 +284,11 @@ func printStatus(w io.Writer, st cluster.Status) error {
 		} else if mb.HealthReason != "" {
 			health += " (" + mb.HealthReason + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft, yes(mb.Voter), yes(mb.Alive), yes(mb.HoldsVIP), health)
+		lease := "-"
+		if mb.Lease.Left > 0 {
+			lease = time.Duration(mb.Lease.Left).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft, yes(mb.Voter), yes(mb.Alive), yes(mb.HoldsVIP), lease, health)
 	}
 	if st.Blocked != "" {
 		fmt.Fprintf(tw, "\nactive stays:\t%s\n", st.Blocked)

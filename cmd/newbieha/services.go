@@ -244,7 +244,9 @@ func (v *services) Healthy() (bool, string) {
 	r := v.runner
 	v.mu.Unlock()
 	if r == nil {
-		return true, ""
+		// The settings have not reached the checks yet: no verdict, and
+		// no node may be chosen on a verdict it does not have.
+		return false, "starting: health checks not configured yet"
 	}
 	rep := r.Report()
 	if rep.Healthy {

@@ -45,13 +45,14 @@ func readVIPCache(dataDir string) (vip.Assignment, bool, error) {
 	return vip.Assignment{Addr: p, Iface: c.Iface}, true, nil
 }
 
-// releaseCachedVIP removes the VIP this node last knew about, if any.
+// releaseCachedVIP removes the VIP this node last knew about, if any: the
+// fence is closed, the address removed, then the fence detached.
 func releaseCachedVIP(dataDir string) (vip.Assignment, bool, error) {
 	a, ok, err := readVIPCache(dataDir)
 	if err != nil || !ok {
 		return a, ok, err
 	}
-	if err := vip.ReleaseAddr(a); err != nil {
+	if err := vip.Cleanup(a, ""); err != nil {
 		return a, true, fmt.Errorf("release %s: %w", a, err)
 	}
 	return a, true, nil

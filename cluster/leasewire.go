@@ -1,0 +1,98 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/newbieha/newbieha/cluster/lease"
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// agentLeaseEnv gives the lease runner the agent's applied state, its
+// voters and its peer client.
+type agentLeaseEnv struct{ a *Agent }
+
+func (e agentLeaseEnv) view() lease.View {
+	act, gpu := e.a.node.fsm.ActiveView()
+	return lease.View{Active: act.Node, Epoch: act.Epoch, ActiveIsGPU: gpu}
+}
+
+func (e agentLeaseEnv) holderView() lease.HolderView {
+	return lease.HolderView{
+		View:    e.view(),
+		SelfGPU: e.a.cfg.Node.Role == fsm.RoleGPU,
+		Voters:  e.a.voterNames(),
+		Params:  e.a.settings().Timings.Lease(),
+	}
+}
+
+func (e agentLeaseEnv) vipSpec() (VIPSpec, bool) {
+	s := e.a.settings()
+	p, ok := s.VIPPrefix()
+	return VIPSpec{Prefix: p, Iface: e.a.cfg.Node.VIPInterface, Lifetime: time.Duration(s.Timings.VIPLifetime),
+		GARPRepeat: s.VIP.GARPRepeat, GARPInterval: time.Duration(s.VIP.GARPInterval), Refresh: time.Duration(s.VIP.GARPRefresh)}, ok
+}
+
+func (e agentLeaseEnv) send(ctx context.Context, to string, req lease.Request) (lease.Answer, error) {
+	m, ok := e.a.node.fsm.Member(to)
+	if !ok || m.APIAddr == "" {
+		return lease.Answer{}, fmt.Errorf("%w: voter %q has no member record", ErrUnknownMember, to)
+	}
+	var ans lease.Answer
+	var out any = &ans
+	if req.Release {
+		out = nil
+	}
+	err := e.a.peerCall(ctx, m.APIAddr, http.MethodPost, "/v1/internal/lease", req, out, false)
+	return ans, err
+}
+
+func (e agentLeaseEnv) changed() <-chan struct{} { return e.a.node.fsm.Changed() }
+
+// voterNames lists the voters of the current Raft configuration, cached
+// for a second (GetConfiguration goes through Raft's main loop).
+func (a *Agent) voterNames() []string {
+	a.votersMu.Lock()
+	defer a.votersMu.Unlock()
+	if a.voters != nil && time.Since(a.votersAt) < time.Second {
+		return a.voters
+	}
+	cf := a.node.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return a.voters
+	}
+	var names []string
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			names = append(names, string(s.ID))
+		}
+	}
+	slices.Sort(names)
+	a.voters, a.votersAt = names, time.Now()
+	return names
+}
+
+// handleLease is a voter's answer to a lease request or release. Only a
+// node may call it, and only for itself.
+func (a *Agent) handleLease(w http.ResponseWriter, r *http.Request) {
+	var req lease.Request
+	if !readJSON(w, r, &req) {
+		return
+	}
+	ans, err := a.lease.handle(callerName(r), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
+
+// handleLeaseReport is this voter's report for the leader's controller.
+func (a *Agent) handleLeaseReport(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.lease.report())
+}
