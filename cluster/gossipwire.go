@@ -1,7 +1,13 @@
 package cluster
 
 import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/newbieha/newbieha/cluster/gossip"
@@ -17,8 +23,14 @@ type gossipState struct {
 	HoldsVIP     bool   `json:"holds_vip"`
 }
 
-// startGossip joins the encrypted gossip cluster.
+// startGossip joins the encrypted gossip cluster. Every state is signed
+// with this node's key and carries its certificate; a received state is
+// taken only when newGossipVerifier's check holds for its origin.
 func (a *Agent) startGossip() error {
+	v := newGossipVerifier(a.bundle.CA.Cert, func(name string) bool {
+		_, ok := a.node.fsm.Member(name)
+		return ok
+	})
 	g, err := gossip.New(gossip.Config{
 		Name:          a.Name(),
 		BindAddr:      a.cfg.Node.BindAddr(),
@@ -26,6 +38,9 @@ func (a *Agent) startGossip() error {
 		AdvertiseAddr: a.cfg.Node.Advertise,
 		AdvertisePort: a.cfg.Node.Ports.Gossip,
 		Key:           a.gossipKey,
+		SigningKey:    a.bundle.NodeKey,
+		Certificate:   a.bundle.NodeCert.Raw,
+		VerifyOrigin:  v.verify,
 		Logger:        a.log.Named("gossip"),
 	})
 	if err != nil {
@@ -108,3 +123,68 @@ type gossipMember struct {
 	State     gossipState
 	UpdatedAt time.Time
 }
+
+// gossipVerifier decides whether a certificate may speak for a gossip
+// origin: it must chain to the cluster CA (for client and server use, as
+// node certificates are issued), name the origin as its CommonName, and the
+// origin must be a current member. The chain check is cached by the
+// certificate's hash; membership is asked every time, so a removed node's
+// states stop counting at once.
+type gossipVerifier struct {
+	roots    *x509.CertPool
+	isMember func(name string) bool
+	now      func() time.Time
+
+	mu    sync.Mutex
+	cache map[[sha256.Size]byte]verifiedCert
+}
+
+type verifiedCert struct {
+	cn       string
+	pub      crypto.PublicKey
+	notAfter time.Time
+}
+
+// maxVerifiedCerts bounds the cache (a few per member in practice).
+const maxVerifiedCerts = 64
+
+func newGossipVerifier(ca *x509.Certificate, isMember func(string) bool) *gossipVerifier {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &gossipVerifier{roots: pool, isMember: isMember, now: time.Now, cache: map[[sha256.Size]byte]verifiedCert{}}
+}
+
+// verify is gossip.Config.VerifyOrigin. It reads no network.
+func (v *gossipVerifier) verify(origin string, der []byte) (crypto.PublicKey, error) {
+	h := sha256.Sum256(der)
+	v.mu.Lock()
+	vc, ok := v.cache[h]
+	v.mu.Unlock()
+	if !ok || !v.now().Before(vc.notAfter) {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("parse certificate: %w", err)
+		}
+		if _, err := c.Verify(x509.VerifyOptions{Roots: v.roots, CurrentTime: v.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			return nil, fmt.Errorf("certificate of %q: %w", c.Subject.CommonName, err)
+		}
+		vc = verifiedCert{cn: c.Subject.CommonName, pub: c.PublicKey, notAfter: c.NotAfter}
+		v.mu.Lock()
+		if len(v.cache) >= maxVerifiedCerts {
+			clear(v.cache)
+		}
+		v.cache[h] = vc
+		v.mu.Unlock()
+	}
+	if vc.cn != origin {
+		return nil, fmt.Errorf("certificate of %q cannot speak for %q", vc.cn, origin)
+	}
+	if !v.isMember(origin) {
+		return nil, errNotMember
+	}
+	return vc.pub, nil
+}
+
+// errNotMember: the origin is not in the replicated member list (removed,
+// or not yet replicated here).
+var errNotMember = errors.New("origin is not a current member")

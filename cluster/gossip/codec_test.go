@@ -41,8 +41,9 @@ func TestCodec_RoundTrip(t *testing.T) {
 }
 
 // TestCodec_TelemetryFitsABroadcast: the expected state (8 GPUs of
-// telemetry plus checks, about 4 KB of JSON) compresses under broadcastMax,
-// so it travels in gossip packets rather than one TCP send per peer.
+// telemetry plus checks, about 4 KB of JSON) compresses and, signed in the
+// compact form (certificate hash), stays under broadcastMax, so it travels
+// in gossip packets rather than one TCP send per peer.
 func TestCodec_TelemetryFitsABroadcast(t *testing.T) {
 	var e encoder
 	blob := telemetry("node1", 1, 4<<10)
@@ -50,9 +51,18 @@ func TestCodec_TelemetryFitsABroadcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(raw) > broadcastMax {
-		t.Fatalf("%d bytes of telemetry encode to %d, over broadcastMax %d", len(blob), len(raw), broadcastMax)
+	id := theTestPKI.identity("node1")
+	full := signAs(t, id, raw)
+	env, err := decodeEnvelope(full)
+	if err != nil {
+		t.Fatal(err)
 	}
+	h := certHash(id.cert)
+	b := broadcastForm(full, h[:], env.sig, raw)
+	if b == nil || b[1] != formCompact {
+		t.Fatalf("%d bytes of telemetry: signed %d bytes (full), no broadcast form under %d", len(blob), len(full), broadcastMax)
+	}
+	t.Logf("telemetry %d bytes: state message %d, signed full %d, compact %d", len(blob), len(raw), len(full), len(b))
 }
 
 func TestCodec_EncodeRejects(t *testing.T) {

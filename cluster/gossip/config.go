@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"crypto"
 	"errors"
 	"fmt"
 	"net"
@@ -71,6 +72,18 @@ type Config struct {
 	// stream is encrypted and authenticated with it (AES-GCM); there is no
 	// unencrypted mode, and messages that do not decrypt are dropped.
 	Key []byte
+	// SigningKey and Certificate are this node's identity: every state it
+	// publishes is signed with SigningKey and names Certificate (DER: the
+	// certificate of SigningKey, which the cluster CA issued to this node).
+	// Required: there is no unsigned mode.
+	SigningKey  crypto.Signer
+	Certificate []byte
+	// VerifyOrigin decides whether the certificate cert (DER) may speak for
+	// the node named origin, and returns its public key. A state it refuses,
+	// or whose signature does not hold under that key, is dropped and
+	// logged. It runs on memberlist's goroutines, so it must not block (no
+	// network). Required.
+	VerifyOrigin func(origin string, cert []byte) (crypto.PublicKey, error)
 	// Logger receives this package's and memberlist's logs (memberlist's
 	// [ERR]/[WARN] lines keep their level). Nil discards them.
 	Logger hclog.Logger
@@ -142,6 +155,15 @@ func (c Config) Validate() error {
 	var errs []error
 	if err := validName(c.Name); err != nil {
 		errs = append(errs, fmt.Errorf("gossip config: Name: %w", err))
+	}
+	if c.SigningKey == nil {
+		errs = append(errs, errors.New("gossip config: SigningKey: required (states are signed)"))
+	}
+	if len(c.Certificate) == 0 {
+		errs = append(errs, errors.New("gossip config: Certificate: required (states are signed)"))
+	}
+	if c.VerifyOrigin == nil {
+		errs = append(errs, errors.New("gossip config: VerifyOrigin: required (states are verified)"))
 	}
 	if len(c.Key) != KeySize {
 		errs = append(errs, fmt.Errorf("gossip config: Key: %d bytes, want %d (AES-256)", len(c.Key), KeySize))

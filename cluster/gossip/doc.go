@@ -22,6 +22,17 @@
 //   - Failed peers are joined again every ReconnectInterval, so a healed
 //     partition or a restarted node converges.
 //
+// Every state is signed (sign.go): the origin signs it with its node key
+// and the envelope names the certificate of that key (in full, or by hash
+// in a broadcast that the full form would not fit). A receiver takes a
+// state only when Config.VerifyOrigin accepts the certificate for the
+// origin the state names (in the product: issued by the cluster CA, CN
+// equal to the origin, a current member) and the signature holds, so a
+// holder of the gossip key cannot speak for another node. Unsigned,
+// forged and replayed states are dropped (and logged), and a sequence
+// more than an hour past the receiver's clock is refused, so none can pin
+// an origin's state at 2^64-1 or wrap a node's own sequence.
+//
 // Encryption is mandatory: every packet and stream is AES-256-GCM with the
 // cluster key, and a node with another key (or none) cannot join; the
 // refusing node logs it at ERROR and Join's error matches ErrKeyMismatch.

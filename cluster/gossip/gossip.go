@@ -28,6 +28,14 @@ var (
 	ErrKeyMismatch = errors.New("the nodes do not share this gossip key")
 )
 
+// maxSeqAhead is how far past this node's clock (in nanoseconds since the
+// epoch, the unit sequences start in) a received sequence may be. A node's
+// sequence starts at its boot time and grows by one per state, so a real
+// one is never far ahead; one near 2^64 is forged or from a broken clock,
+// and accepting it would pin that origin's state (nothing could be newer)
+// and, for this node's own name, wrap its sequence to zero.
+const maxSeqAhead = uint64(time.Hour)
+
 // broadcastMax is the largest encoded state message sent through
 // memberlist's UDP broadcast queue. A gossip packet holds
 // UDPBufferSize (1400 in the LAN config) minus the compound header (2),
@@ -62,7 +70,8 @@ type Member struct {
 // entry is the newest state known for one origin.
 type entry struct {
 	seq   uint64
-	raw   []byte // encoded message, relayed and sent in push/pull as is
+	raw   []byte // signed message, full form: sent in push/pull and over TCP
+	bcast []byte // the form that fits a broadcast (full or compact), or nil
 	state []byte
 	at    time.Time
 }
@@ -88,6 +97,7 @@ func (p *peer) addr() string {
 type Gossip struct {
 	cfg   Config
 	log   hclog.Logger
+	id    identity
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
 	alive atomic.Int64 // nodes alive, for the queue's retransmit count
@@ -111,6 +121,12 @@ type Gossip struct {
 	// forgotten names were dropped with Forget: their states are ignored
 	// and they are not reconnected until they are seen alive again.
 	forgotten map[string]bool
+	// certs holds the certificates that verified, for compact envelopes.
+	certs certCache
+	// certSent names the live peers this node sent its full signed state
+	// to since they came alive, so that its compact broadcasts verify
+	// there.
+	certSent map[string]bool
 
 	changeCh chan struct{} // OnChange wake-up, capacity 1
 	sendCh   chan struct{} // direct-send wake-up, capacity 1
@@ -125,9 +141,16 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	id, err := newIdentity(cfg.SigningKey, cfg.Certificate)
+	if err != nil {
+		return nil, err
+	}
 	g := &Gossip{
 		cfg:       cfg,
 		log:       cfg.Logger,
+		id:        id,
+		certs:     make(certCache),
+		certSent:  make(map[string]bool),
 		states:    make(map[string]*entry),
 		peers:     make(map[string]*peer),
 		syncs:     make(map[string]bool),
@@ -277,18 +300,43 @@ func (g *Gossip) SetLocalState(b []byte) error {
 // publishLocked stores b as this node's state at g.seq and starts spreading
 // it. g.mu must be held.
 func (g *Gossip) publishLocked(b []byte) error {
-	raw, err := g.enc.encodeState(stateMsg{Origin: g.cfg.Name, Seq: g.seq, Payload: b})
+	inner, err := g.enc.encodeState(stateMsg{Origin: g.cfg.Name, Seq: g.seq, Payload: b})
 	if err != nil {
 		return fmt.Errorf("encode local state: %w", err)
 	}
-	g.states[g.cfg.Name] = &entry{seq: g.seq, raw: raw, state: bytes.Clone(b), at: time.Now()}
-	if len(raw) <= broadcastMax {
-		g.queue.QueueBroadcast(&broadcast{origin: g.cfg.Name, seq: g.seq, msg: raw})
-	} else {
+	sig, err := sign(g.id.key, inner)
+	if err != nil {
+		return fmt.Errorf("sign local state: %w", err)
+	}
+	raw := encodeEnvelope(formFull, g.id.cert, sig, inner)
+	bcast := broadcastForm(raw, g.id.hash[:], sig, inner)
+	g.states[g.cfg.Name] = &entry{seq: g.seq, raw: raw, bcast: bcast, state: bytes.Clone(b), at: time.Now()}
+	switch {
+	case bcast == nil:
 		g.sendAll = true
 		signal(g.sendCh)
+	case bcast[1] == formCompact:
+		// Peers that never got this node's certificate cannot check a
+		// compact broadcast: sendLoop sends them the full form once.
+		g.queue.QueueBroadcast(&broadcast{origin: g.cfg.Name, seq: g.seq, msg: bcast})
+		signal(g.sendCh)
+	default:
+		g.queue.QueueBroadcast(&broadcast{origin: g.cfg.Name, seq: g.seq, msg: bcast})
 	}
 	signal(g.changeCh)
+	return nil
+}
+
+// broadcastForm returns the signed message that fits a broadcast: the full
+// form if it fits, else the compact one (certificate hash) if that fits,
+// else nil (the state goes to every peer over TCP).
+func broadcastForm(full, hash, sig, inner []byte) []byte {
+	if len(full) <= broadcastMax {
+		return full
+	}
+	if compact := encodeEnvelope(formCompact, hash, sig, inner); len(compact) <= broadcastMax {
+		return compact
+	}
 	return nil
 }
 
@@ -374,17 +422,68 @@ func (g *Gossip) Close() error {
 	return nil
 }
 
-// apply takes one received state message: it keeps it if it is newer than
-// what this node has for that origin, relays it if it fits the broadcast
-// queue, and drops anything malformed with a log line.
-func (g *Gossip) apply(raw []byte, via string) {
-	m, err := decodeState(raw)
+// verify checks a received signed message: framing, the state inside, the
+// certificate (VerifyOrigin), the signature and the sequence bound. It
+// returns the state and the certificate.
+func (g *Gossip) verify(raw []byte) (stateMsg, envelope, []byte, error) {
+	env, err := decodeEnvelope(raw)
 	if err != nil {
+		return stateMsg{}, envelope{}, nil, err
+	}
+	m, err := decodeState(env.inner)
+	if err != nil {
+		return stateMsg{}, envelope{}, nil, err
+	}
+	der := env.ref
+	if env.form == formCompact {
+		g.mu.Lock()
+		der = g.certs[[32]byte(env.ref)]
+		g.mu.Unlock()
+		if der == nil {
+			return m, env, nil, errCertUnknown
+		}
+	}
+	pub, err := g.cfg.VerifyOrigin(m.Origin, der)
+	if err != nil {
+		return m, env, nil, fmt.Errorf("%w: certificate refused for %s: %w", ErrForged, m.Origin, err)
+	}
+	if err := verifySig(pub, env.inner, env.sig); err != nil {
+		return m, env, nil, err
+	}
+	if limit := uint64(time.Now().UnixNano()) + maxSeqAhead; m.Seq > limit {
+		return m, env, nil, fmt.Errorf("%w: sequence %d of %s is past this node's clock (limit %d)", errSeqAhead, m.Seq, m.Origin, limit)
+	}
+	return m, env, der, nil
+}
+
+var (
+	// errCertUnknown: a compact envelope whose certificate this node has
+	// not seen yet; the full form comes with the next push/pull.
+	errCertUnknown = errors.New("certificate of compact state not known yet")
+	// errSeqAhead: a sequence number far past the clock (see maxSeqAhead).
+	errSeqAhead = errors.New("gossip sequence number from the future")
+)
+
+// apply takes one received signed state message: it keeps it if it
+// verifies and is newer than what this node has for that origin, relays it
+// if it fits the broadcast queue, and drops anything malformed, forged or
+// from the future with a log line.
+func (g *Gossip) apply(raw []byte, via string) {
+	m, env, der, err := g.verify(raw)
+	switch {
+	case errors.Is(err, errCertUnknown):
+		g.log.Debug("dropping gossip state until its certificate arrives", "origin", m.Origin, "via", via)
+		return
+	case errors.Is(err, ErrForged), errors.Is(err, errSeqAhead):
+		g.log.Warn("dropping gossip state not signed by its origin", "origin", m.Origin, "seq", m.Seq, "via", via, "error", err)
+		return
+	case err != nil:
 		g.log.Warn("dropping gossip message", "via", via, "size", len(raw), "error", err)
 		return
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.certs.add(der)
 	if m.Origin == g.cfg.Name {
 		// Our own state coming back. Newer than ours means a previous run
 		// of this node published it: jump past it so ours wins again.
@@ -405,16 +504,24 @@ func (g *Gossip) apply(raw []byte, via string) {
 	}
 	cur := g.states[m.Origin]
 	if cur != nil && cur.seq >= m.Seq {
+		if cur.seq > m.Seq {
+			// Relays and push/pull bring old states back all the time;
+			// a replay is one of them, and changes nothing.
+			g.log.Debug("ignoring an older gossip state", "origin", m.Origin, "seq", m.Seq, "have", cur.seq, "via", via)
+		}
 		return
 	}
 	if cur == nil && len(g.states) >= maxOrigins {
 		g.log.Warn("dropping gossip state: too many nodes", "origin", m.Origin, "limit", maxOrigins)
 		return
 	}
-	raw = bytes.Clone(raw) // memberlist reuses its buffer
-	g.states[m.Origin] = &entry{seq: m.Seq, raw: raw, state: m.Payload, at: time.Now()}
-	if len(raw) <= broadcastMax {
-		g.queue.QueueBroadcast(&broadcast{origin: m.Origin, seq: m.Seq, msg: raw})
+	// memberlist reuses its buffer: build both forms afresh.
+	full := encodeEnvelope(formFull, der, env.sig, env.inner)
+	hash := certHash(der)
+	bcast := broadcastForm(full, hash[:], env.sig, env.inner)
+	g.states[m.Origin] = &entry{seq: m.Seq, raw: full, bcast: bcast, state: m.Payload, at: time.Now()}
+	if bcast != nil {
+		g.queue.QueueBroadcast(&broadcast{origin: m.Origin, seq: m.Seq, msg: bcast})
 	}
 	signal(g.changeCh)
 }
@@ -472,8 +579,9 @@ func (g *Gossip) sendLoop() {
 			case name == g.cfg.Name || !p.alive:
 			case g.syncs[name]:
 				syncs = append(syncs, p.addr())
-			case g.sendAll && own != nil:
+			case own != nil && (g.sendAll || !g.certSent[name]):
 				sends = append(sends, &memberlist.Node{Name: name, Addr: p.ip, Port: p.port})
+				g.certSent[name] = true
 			}
 		}
 		g.sendAll = false
@@ -624,6 +732,7 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 		g.alive.Add(1)
 	}
 	delete(g.forgotten, n.Name)
+	delete(g.certSent, n.Name)
 	if n.Name != g.cfg.Name {
 		g.syncs[n.Name] = true
 		signal(g.sendCh)

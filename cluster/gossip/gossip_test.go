@@ -217,7 +217,7 @@ func hasLine(log string, parts ...string) bool {
 	return false
 }
 
-// encodeFor builds a wire message as origin would.
+// encodeFor builds a signed wire message as origin would.
 func encodeFor(t testing.TB, origin string, seq uint64, payload []byte) []byte {
 	t.Helper()
 	var e encoder
@@ -225,7 +225,7 @@ func encodeFor(t testing.TB, origin string, seq uint64, payload []byte) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return raw
+	return signAs(t, theTestPKI.identity(origin), raw)
 }
 
 // TestOrdering_OlderNeverOverwritesNewer feeds one node a peer's states out
@@ -274,7 +274,11 @@ func TestOrdering_RestartSupersedesOldState(t *testing.T) {
 	if err != nil || len(parts) != 1 {
 		t.Fatalf("LocalState: %d parts, %v", len(parts), err)
 	}
-	if m, err := decodeState(parts[0]); err != nil || m.Seq != self.Version || string(m.Payload) != "now" {
+	env, err := decodeEnvelope(parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := decodeState(env.inner); err != nil || m.Seq != self.Version || string(m.Payload) != "now" {
 		t.Fatalf("LocalState carries %+v, %v", m, err)
 	}
 }
@@ -297,7 +301,7 @@ func TestDelegate_GarbageDropped(t *testing.T) {
 		_, _ = e.fw.Write(make([]byte, 2*MaxStateSize))
 		_ = e.fw.Close()
 		hdr := raw[:len(raw)-len(raw[bytes.Index(raw, []byte("peer"))+4:])]
-		return append(bytes.Clone(hdr), e.buf.Bytes()...)
+		return signAs(t, theTestPKI.identity("peer"), append(bytes.Clone(hdr), e.buf.Bytes()...))
 	}()
 	garbage := map[string][]byte{
 		"nil":             nil,
@@ -546,6 +550,7 @@ func TestSetLocalState_SameBlobNotRepublished(t *testing.T) {
 
 func TestConfig_Validate(t *testing.T) {
 	good := Config{Name: "node1", BindAddr: "127.0.0.1", Key: testKey}
+	withIdentity(&good)
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
 	}
@@ -565,6 +570,9 @@ func TestConfig_Validate(t *testing.T) {
 		{"probe timeout", func(c *Config) { c.ProbeTimeout = time.Second }, "ProbeTimeout 1s must be below ProbeInterval"},
 		{"negative interval", func(c *Config) { c.GossipInterval = -time.Second }, "GossipInterval"},
 		{"suspicion", func(c *Config) { c.SuspicionMult = -1 }, "SuspicionMult -1"},
+		{"no signing key", func(c *Config) { c.SigningKey = nil }, "SigningKey: required"},
+		{"no certificate", func(c *Config) { c.Certificate = nil }, "Certificate: required"},
+		{"no verifier", func(c *Config) { c.VerifyOrigin = nil }, "VerifyOrigin: required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good

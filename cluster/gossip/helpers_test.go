@@ -2,7 +2,14 @@ package gossip
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
+	"math/big"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +66,7 @@ func newNode(t testing.TB, name, ip string, mod func(*Config)) (*Gossip, *testLo
 	t.Helper()
 	l, logger := newTestLog(t, name)
 	cfg := Config{Name: name, BindAddr: ip, Key: testKey, Logger: logger}
+	withIdentity(&cfg)
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -146,4 +154,99 @@ func seesState(nodes []*Gossip, want map[string][]byte) error {
 		return fmt.Errorf("states not yet seen: %s", strings.Join(missing, " "))
 	}
 	return nil
+}
+
+// testPKI is a cluster CA for tests and a node identity per name, made on
+// first use. The CA checks what the agent's VerifyOrigin checks: the chain
+// and that the certificate's CommonName is the origin.
+type testPKI struct {
+	mu    sync.Mutex
+	key   *ecdsa.PrivateKey
+	cert  *x509.Certificate
+	pool  *x509.CertPool
+	nodes map[string]testIdentity
+}
+
+type testIdentity struct {
+	key  *ecdsa.PrivateKey
+	cert []byte
+}
+
+var theTestPKI = func() *testPKI {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &testPKI{key: key, cert: cert, pool: pool, nodes: map[string]testIdentity{}}
+}()
+
+// identity returns name's key and certificate (CN=name) from the test CA.
+func (p *testPKI) identity(name string) testIdentity {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if id, ok := p.nodes[name]; ok {
+		return id
+	}
+	id := p.issue(name, p.key, p.cert)
+	p.nodes[name] = id
+	return id
+}
+
+// issue makes a certificate for name signed by caKey/caCert.
+func (p *testPKI) issue(name string, caKey *ecdsa.PrivateKey, caCert *x509.Certificate) testIdentity {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	serial, _ := crand.Int(crand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: name, OrganizationalUnit: []string{"gpu"}},
+		DNSNames: []string{name}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(crand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		panic(err)
+	}
+	return testIdentity{key: key, cert: der}
+}
+
+// verifyOrigin is the tests' Config.VerifyOrigin.
+func (p *testPKI) verifyOrigin(origin string, der []byte) (crypto.PublicKey, error) {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Verify(x509.VerifyOptions{Roots: p.pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, err
+	}
+	if c.Subject.CommonName != origin {
+		return nil, fmt.Errorf("certificate of %q cannot speak for %q", c.Subject.CommonName, origin)
+	}
+	return c.PublicKey, nil
+}
+
+// withIdentity sets name's test identity and the test verifier on cfg.
+func withIdentity(cfg *Config) {
+	id := theTestPKI.identity(cfg.Name)
+	cfg.SigningKey, cfg.Certificate, cfg.VerifyOrigin = id.key, id.cert, theTestPKI.verifyOrigin
+}
+
+// signAs wraps a state message in the full signed envelope of signer's
+// identity.
+func signAs(t testing.TB, signer testIdentity, inner []byte) []byte {
+	t.Helper()
+	sig, err := sign(signer.key, inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return encodeEnvelope(formFull, signer.cert, sig, inner)
 }
