@@ -130,9 +130,10 @@ type simNode struct {
 	reports  [3]simReport
 
 	// Targeted faults.
-	pauseAfterSend  int64 // pause this long right after the next round is sent
-	crashAfterGrant bool  // crash right after the next grant is sent
-	slowReleases    bool  // this run's releases arrive late
+	pauseAfterSend  int64         // pause this long right after the next round is sent
+	crashAfterGrant bool          // crash right after the next grant is sent
+	slowReleases    bool          // this run's releases arrive late
+	isolateAfter    time.Duration // cut off once it holds a lease of this length
 }
 
 // clock is the node's reading at real time t.
@@ -511,6 +512,10 @@ func (w *world) exec(n *simNode, out Output) {
 		steps = append(steps, func() {
 			n.fence = d
 			w.fenceWritten(n)
+			if n.isolateAfter > 0 && n.holder.round != nil && n.holder.round.dur == n.isolateAfter {
+				n.isolateAfter = 0
+				w.isolate(n)
+			}
 			if w.traceN > 0 {
 				w.tracef("%s fence := %v (clock %v, open %v)", n.name, d, n.clock(w.now), n.fenceOpen(w.now))
 			}
@@ -884,6 +889,7 @@ func (w *world) propose(l *simNode, e simEntry) {
 			w.pending = false
 		}
 		if w.leader != l.idx || w.term != term || !w.raftOK(l) || !w.quorum(l) {
+			w.tracef("raft: %s could not commit %v", l.name, e)
 			return
 		}
 		switch e.kind {
@@ -893,7 +899,8 @@ func (w *world) propose(l *simNode, e simEntry) {
 			}
 			w.lastEpoch = e.epoch
 		case simSettings:
-			if e.params.Validate() != nil {
+			if err := e.params.Validate(); err != nil {
+				w.tracef("raft: refused %v: %v", e, err)
 				return
 			}
 			w.maxLease = max(w.maxLease, e.params.Duration+e.params.Drift)
@@ -1006,7 +1013,7 @@ func (w *world) randomParams() Params {
 		l = 200*time.Millisecond + time.Duration(r.Int64N(int64(800*time.Millisecond)))
 	}
 	p := Params{Duration: l}
-	p.Drift = min(l/20+time.Duration(r.Int64N(int64(l/5))), MaxDrift)
+	p.Drift = min((l+19)/20+time.Duration(r.Int64N(int64(l/5))), MaxDrift)
 	p.Renew = l / 3
 	if r.IntN(4) == 0 {
 		p.Renew = 5*time.Millisecond + time.Duration(r.Int64N(int64(l/3-5*time.Millisecond)))
@@ -1156,21 +1163,39 @@ func (w *world) fault() {
 // longer lease before they have applied the new drift margin.
 func (w *world) settingsRace() {
 	r := w.rng
-	if w.leader < 0 || w.leader > 1 || !w.nodes[w.leader].fenceOpen(w.now) {
+	var h *simNode
+	for _, m := range w.nodes[:2] {
+		if m.fenceOpen(w.now) {
+			h = m
+		}
+	}
+	if h == nil || w.leader < 0 {
 		return
 	}
-	h := w.nodes[w.leader]
-	l := time.Second + time.Duration(r.Int64N(int64(4*time.Second)))
-	p := Params{Duration: l, Drift: l / 20, Renew: 5*time.Millisecond + time.Duration(r.Int64N(int64(l/20))), Retry: 5 * time.Millisecond}
-	w.operator(simEntry{kind: simSettings, params: p})
-	w.at(r.Int64N(int64(100*time.Millisecond)), -1, -1, "isolate", func() {
-		for i := range 3 {
-			if i != h.idx {
-				w.link[i][h.idx], w.link[h.idx][i] = false, false
-			}
+	if w.leader != h.idx && w.raftOK(w.nodes[w.leader]) && w.raftOK(h) && len(h.log) == len(w.committed) && w.conn(w.leader, h.idx) {
+		w.setLeader(h, "transfer (settings race)")
+	}
+	if w.leader != h.idx {
+		return
+	}
+	l := time.Second + time.Duration(r.Int64N(int64(MaxDuration-time.Second)))
+	p := Params{Duration: l, Drift: (l + 19) / 20, Renew: 5*time.Millisecond + time.Duration(r.Int64N(int64(l/20))), Retry: 5 * time.Millisecond}
+	if w.pending || !w.raftOK(h) {
+		return
+	}
+	w.catchUp(h, len(w.committed))
+	w.propose(h, simEntry{kind: simSettings, params: p, wall: w.now + h.wallOff})
+	h.isolateAfter = l
+	w.tracef("fault: settings race on %s", h.name)
+}
+
+func (w *world) isolate(n *simNode) {
+	for i := range 3 {
+		if i != n.idx {
+			w.link[i][n.idx], w.link[n.idx][i] = false, false
 		}
-		w.tracef("fault: %s isolated", h.name)
-	})
+	}
+	w.tracef("fault: %s isolated", n.name)
 }
 
 // drill is the hardest hand-off: the GPU nodes cut from each other, the
@@ -1223,7 +1248,7 @@ func (w *world) heal() {
 		}
 	}
 	for _, n := range w.nodes {
-		n.pauseAfterSend, n.crashAfterGrant, n.healthy = 0, false, true
+		n.pauseAfterSend, n.crashAfterGrant, n.healthy, n.isolateAfter = 0, false, true, 0
 		if !n.up {
 			n.restarts++
 			w.restart(n)
