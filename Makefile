@@ -10,6 +10,7 @@ export NEWBIEHA_STUB_BIN := $(BIN)/stub-model
 export NEWBIEHA_STUB_IMAGE := $(STUB_IMAGE)
 export NEWBIEHA_VIPWATCH_BIN := $(BIN)/vipwatch
 
+.PHONY: bench-footprint bench-load
 .PHONY: all build lint test test-unit test-fuzz test-integration fuzz stub-image demo demo-down bench bench-failover clean
 
 all: build
@@ -73,3 +74,13 @@ SEEDS ?= 20000
 .PHONY: sim
 sim:
 	$(GO) test -count=1 -run='^TestSimulation$$' -timeout 60m ./cluster/lease -sim.seeds=$(SEEDS) -sim.stats -v
+
+# Idle CPU and memory of each agent over FOOTPRINT (5m for docs/benchmarks.md).
+FOOTPRINT ?= 60s
+bench-footprint: build
+	FOOTPRINT=$(FOOTPRINT) $(GO) test -tags integration -run='^$$' -bench='^BenchmarkIdleFootprint$$' -benchtime=1x -timeout 30m -v ./integration/ | grep -E 'Benchmark|cpu|^ok|FAIL|---'
+
+# One busy core on each GPU node for BUSY: no move, no failed request.
+BUSY ?= 60s
+bench-load: build
+	BUSY=$(BUSY) $(GO) test -tags integration -run='^$$' -bench='^BenchmarkBusyCores$$' -benchtime=1x -timeout 30m -v ./integration/ | grep -E 'Benchmark|busy|^ok|FAIL|---'

@@ -3,8 +3,13 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"os/exec"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,10 +22,10 @@ import (
 // the new node, and for planned switchovers the client's gap without a
 // good answer.
 func BenchmarkFailover(b *testing.B) {
-	for _, kind := range []string{"crash", "host-loss", "planned", "service-errors"} {
+	for _, kind := range []string{"crash", "host-loss", "planned", "leader-transfer", "service-errors"} {
 		b.Run(kind, func(b *testing.B) {
-			// Default check timings; a short hold-down so that runs can
-			// alternate between the nodes without waiting 30 s.
+			// Default timings and checks; a short hold-down so that runs
+			// can alternate between the nodes without waiting 30 s.
 			f := newFailoverLabWith(b, "", "failover:\n  hold_down: 1s\n")
 			var toFirst, gaps []float64
 			failed := 0
@@ -30,7 +35,31 @@ func BenchmarkFailover(b *testing.B) {
 				if !f.holds(f.n1) {
 					from, to = f.n2, f.n1
 				}
-				wait := f.watch("--until", to.name, "--duration", "60s")
+				if kind == "leader-transfer" {
+					// Leadership moves between all three; the VIP must not.
+					wait := f.watch("--timeout", "50ms", "--duration", "3s")
+					s, err := f.status(f.w)
+					if err != nil {
+						b.Fatal(err)
+					}
+					next := map[string]*host{"node1": f.n2, "node2": f.w, "witness": f.n1}[s.Leader]
+					if next == nil {
+						b.Fatalf("leader %q", s.Leader)
+					}
+					f.transferLeader(next)
+					r := wait()
+					checkOneMAC(b, r)
+					if len(r.Switches) != 0 {
+						b.Fatalf("run %d: a leader transfer moved the VIP: %+v", i, r.Switches)
+					}
+					failed += r.Failed
+					continue
+				}
+				args := []string{"--until", to.name, "--duration", "60s"}
+				if kind == "planned" {
+					args = append(args, "--timeout", "50ms")
+				}
+				wait := f.watch(args...)
 				fault := time.Now()
 				switch kind {
 				case "crash":
@@ -75,11 +104,117 @@ func BenchmarkFailover(b *testing.B) {
 				})
 			}
 			b.StopTimer()
-			report(b, "fault-to-new-ms", toFirst)
-			report(b, "client-gap-ms", gaps)
+			if len(toFirst) > 0 {
+				report(b, "fault-to-new-ms", toFirst)
+				report(b, "client-gap-ms", gaps)
+			}
 			b.ReportMetric(float64(failed)/float64(b.N), "failed-req/op")
+			b.Logf("%s: %d failed requests over %d runs", kind, failed, b.N)
 		})
 	}
+}
+
+// BenchmarkIdleFootprint measures what each agent costs while nothing
+// happens: CPU (user + system, % of one core) and resident memory, over
+// FOOTPRINT (default 60s; docs/benchmarks.md uses 5m). One iteration is
+// one window.
+func BenchmarkIdleFootprint(b *testing.B) {
+	window := time.Minute
+	if v := os.Getenv("FOOTPRINT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("FOOTPRINT=%q: %v", v, err)
+		}
+		window = d
+	}
+	f := newFailoverLab(b)
+	time.Sleep(5 * time.Second) // start-up work done
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		before := map[string]procSample{}
+		for _, h := range []*host{f.n1, f.n2, f.w} {
+			before[h.name] = sampleProc(b, h.agent.Process.Pid)
+		}
+		time.Sleep(window)
+		for _, h := range []*host{f.n1, f.n2, f.w} {
+			after := sampleProc(b, h.agent.Process.Pid)
+			cpu := 100 * (after.cpu - before[h.name].cpu).Seconds() / window.Seconds()
+			b.ReportMetric(cpu, h.name+"-cpu-%")
+			b.ReportMetric(float64(after.rss)/(1<<20), h.name+"-rss-MiB")
+			b.Logf("%s over %v: cpu %.2f %% of a core, rss %.1f MiB", h.name, window, cpu, float64(after.rss)/(1<<20))
+		}
+	}
+	if !f.holds(f.n1) || f.holds(f.n2) {
+		b.Fatal("the VIP moved while idle")
+	}
+}
+
+// BenchmarkBusyCores keeps one core busy on each GPU node (a spinning
+// process in its namespace) for BUSY (default 60s; docs/benchmarks.md uses
+// 5m) while a client probes through the VIP: no move and no failed request
+// is allowed.
+func BenchmarkBusyCores(b *testing.B) {
+	window := time.Minute
+	if v := os.Getenv("BUSY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("BUSY=%q: %v", v, err)
+		}
+		window = d
+	}
+	f := newFailoverLab(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var spin []*exec.Cmd
+		for _, h := range []*host{f.n1, f.n2} {
+			spin = append(spin, f.startProc(h, h.dataDir+".spin.log", "sh", "-c", "while :; do :; done"))
+		}
+		wait := f.watch("--duration", window.String())
+		r := wait()
+		for _, c := range spin {
+			_ = c.Process.Kill()
+		}
+		checkOneMAC(b, r)
+		if r.Failed != 0 || len(r.Switches) != 0 {
+			b.Fatalf("with a busy core on each GPU node: %d failed of %d, switches %+v", r.Failed, r.Requests, r.Switches)
+		}
+		b.Logf("busy cores for %v: %d requests, none failed, no move", window, r.Requests)
+	}
+	if h := f.checkHistory(f.n1, f.n2, f.w); len(h) != 1 {
+		b.Fatalf("busy cores moved the role: %+v", h)
+	}
+}
+
+type procSample struct {
+	cpu time.Duration
+	rss int64
+}
+
+// sampleProc reads a process's CPU time and resident set from /proc.
+func sampleProc(b *testing.B, pid int) procSample {
+	b.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) start after
+	// the last ')'; utime and stime are fields 14 and 15 (1-based).
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rss int64
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			rss = kb << 10
+		}
+	}
+	const clkTck = 100 // USER_HZ on Linux
+	return procSample{cpu: time.Duration(utime+stime) * time.Second / clkTck, rss: rss}
 }
 
 func report(b *testing.B, name string, v []float64) {

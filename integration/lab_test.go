@@ -71,6 +71,7 @@ type lab struct {
 	bridge string // namespace holding the bridge
 	subnet string // e.g. "10.77.0"
 	hosts  map[string]*host
+	dir    string // data dirs and logs of every host
 	mu     sync.Mutex
 	procs  []*exec.Cmd
 	waits  []chan struct{}
@@ -101,7 +102,9 @@ func newLab(t testing.TB, subnet string) *lab {
 	requireRoot(t)
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
-	l := &lab{t: t, id: hex.EncodeToString(b), subnet: subnet, hosts: map[string]*host{}}
+	// The lab's folder comes first, so that its removal (a cleanup, run
+	// last-in first-out) waits until l.cleanup has shown the agents' logs.
+	l := &lab{t: t, id: hex.EncodeToString(b), subnet: subnet, hosts: map[string]*host{}, dir: t.TempDir()}
 	l.bridge = "nbha" + l.id + "-br"
 	t.Cleanup(l.cleanup)
 	run(t, "ip", "netns", "add", l.bridge)
@@ -119,7 +122,7 @@ func (l *lab) addHost(name string, n int) *host {
 		ip:      fmt.Sprintf("%s.%d", l.subnet, n),
 		hostIf:  fmt.Sprintf("n%s%d", l.id, n),
 		brIf:    fmt.Sprintf("b%s%d", l.id, n),
-		dataDir: filepath.Join(t.TempDir(), name),
+		dataDir: filepath.Join(l.dir, name),
 	}
 	h.logPath = h.dataDir + ".log"
 	l.hosts[name] = h
