@@ -113,7 +113,11 @@ func (v *Voter) Handle(now Time, view View, r Request) (a Answer, ok bool) {
 	case live && v.grant.Node != r.From && !v.plant.IgnoreLiveGrant:
 		a.Reason = fmt.Sprintf("%s's grant to %s (epoch %d) is live for %v more", v.name, v.grant.Node, v.grant.Epoch, v.grant.Expires-now)
 	default:
-		exp := now + r.Duration + v.drift
+		// The margin is never below 5 % of the lease asked for (the least
+		// Params.Validate allows), whatever drift this voter has applied:
+		// in a settings change the holder may ask for the new, longer L
+		// while this voter still has the old, smaller ε.
+		exp := now + r.Duration + max(v.drift, (r.Duration+19)/20)
 		if live && v.grant.Node == r.From && v.grant.Expires > exp {
 			// Never shorten a grant the holder may still count on (its
 			// earlier round asked for a longer lease).

@@ -144,8 +144,8 @@ func TestVoterHandle(t *testing.T) {
 		{"a shorter renewal does not shorten the grant", Quarantine, []step{
 			{0, at1, Request{From: "node1", Epoch: 3, Nonce: 1, Duration: 2 * time.Second}, true, ""},
 			{10 * ms, at1, Request{From: "node1", Epoch: 3, Nonce: 2, Duration: 100 * ms}, true, ""},
-			{2*time.Second + 49*ms, at2, req2, false, "live"},
-			{2*time.Second + 50*ms, at2, req2, true, ""},
+			{2*time.Second + 99*ms, at2, req2, false, "live"},
+			{2*time.Second + 100*ms, at2, req2, true, ""},
 		}},
 		{"a release drops the grant", Quarantine, []step{
 			{0, at1, req1, true, ""},
@@ -196,6 +196,29 @@ func TestVoterDrift(t *testing.T) {
 	}
 	if _, ok := v.Live(t0 + 230*ms); ok {
 		t.Fatal("grant live after L+ε")
+	}
+}
+
+// In a settings change the holder may ask for the new, longer lease while
+// the voter still has the old, smaller ε: the margin is never below 5 % of
+// the lease asked for, so a clock-rate difference Params.Validate allows
+// for any settings is still covered. (Found by the simulation, seed 12910.)
+func TestVoterMarginOfALongerLease(t *testing.T) {
+	const ms = time.Millisecond
+	t0 := time.Minute
+	v := NewVoter("witness", t0-Quarantine, DefaultParams().Drift) // ε = 50 ms of L = 500 ms
+	at1 := View{Active: "node1", Epoch: 1, ActiveIsGPU: true}
+	for _, tc := range []struct{ asked, margin time.Duration }{
+		{500 * ms, 50 * ms},
+		{2 * time.Second, 100 * ms},
+		{2165 * ms, 108250 * time.Microsecond},
+		{MaxDuration, MaxDuration / 20},
+	} {
+		v.grant = Grant{}
+		v.Handle(t0, at1, Request{From: "node1", Epoch: 1, Nonce: 1, Duration: tc.asked})
+		if g, _ := v.Live(t0); g.Expires-t0 != tc.asked+tc.margin {
+			t.Errorf("asked %v: live for %v, want %v", tc.asked, g.Expires-t0, tc.asked+tc.margin)
+		}
 	}
 }
 
