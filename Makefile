@@ -46,6 +46,8 @@ test-unit:
 test-fuzz fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeCommand$$' -fuzztime=$(FUZZTIME) ./fsm
 	$(GO) test -run='^$$' -fuzz='^FuzzRestore$$' -fuzztime=$(FUZZTIME) ./fsm
+	$(GO) test -run='^$$' -fuzz='^FuzzJoinRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeSigned$$' -fuzztime=$(FUZZTIME) ./cluster/gossip
 
 test-integration: build
 	$(GO) test -tags integration -count=1 -timeout 15m -v ./integration/...
