@@ -194,8 +194,15 @@ func Start(cfg Config) (_ *Agent, err error) {
 		}
 	}
 
-	a.ctl = newController(a)
 	a.lease = newLeaseRunner(cfg.Node.Name, cfg.Node.Role == fsm.RoleGPU, a.log.Named("lease"), cfg.clock(), agentLeaseEnv{a}, cfg.NewVIP)
+	a.ctl = newController(ctlDeps{
+		name: cfg.Node.Name, role: cfg.Node.Role, log: a.log, now: cfg.Now,
+		fsm: node.fsm, raft: node.raft, raftTimings: cfg.Node.Raft, applyTimeout: cfg.ApplyTimeout,
+		settings: a.settings, ownHealth: a.ownHealth, peerHealth: a.gossipHealth,
+		voters: a.voterNames, ownReport: a.lease.report, otherReports: a.otherReports,
+		commit: a.applyLocal, workload: cfg.Workload, onSettings: cfg.OnSettings,
+		vip: a.lease.currentVIP, probeVIP: cfg.ProbeVIP, vipIface: cfg.Node.VIPInterface, recordEvent: a.recordEvent,
+	})
 	a.leaseDone = make(chan struct{})
 	if err := a.startGossip(); err != nil {
 		return nil, err

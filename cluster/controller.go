@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/newbieha/newbieha/cluster/lease"
@@ -71,13 +71,47 @@ type Workload interface {
 	SetActive(active bool)
 }
 
+// ctlDeps is everything the controller uses, wired by Start: it reaches
+// nothing else of the agent.
+type ctlDeps struct {
+	name         string
+	role         fsm.Role
+	log          hclog.Logger
+	now          func() time.Time
+	fsm          *fsm.FSM
+	raft         *raft.Raft
+	raftTimings  RaftTimings // this node's own
+	applyTimeout time.Duration
+	settings     func() Settings
+	// ownHealth is this node's verdict; peerHealth what gossip says of
+	// the others.
+	ownHealth  func() (bool, string)
+	peerHealth func() map[string]lease.NodeHealth
+	// voters names the voters; ownReport is this node's voter report,
+	// otherReports asks the other voters for theirs.
+	voters       func() []string
+	ownReport    func() lease.Report
+	otherReports func(ctx context.Context, timeout time.Duration) []lease.Report
+	// commit applies an encoded command on this node (the leader).
+	commit     func(data []byte) error
+	workload   Workload
+	onSettings func(Settings)
+	// vip is this node's actuator, if any; probeVIP and vipIface let a
+	// node without one watch for conflicts.
+	vip         func() VIP
+	probeVIP    func(ctx context.Context, iface string, ip netip.Addr, timeout time.Duration) ([]net.HardwareAddr, error)
+	vipIface    string
+	recordEvent func(ctx context.Context, kind, detail string)
+}
+
 // controller is the Raft leader's decision loop (any voter may lead, the
 // witness too): it gathers the situation (applied state, gossiped health,
 // the voters' lease reports) and commits what lease.Decide says. On every
 // node it also hands new settings on and tells the workload whether this
-// node is active. It never touches the VIP: the lease runner does.
+// node is active, and probes for VIP conflicts. It never touches the VIP
+// but to announce it after a conflict: the lease runner holds it.
 type controller struct {
-	a *Agent
+	d ctlDeps
 
 	mu        sync.Mutex
 	wasLeader bool
@@ -93,8 +127,8 @@ type controller struct {
 	settingsCh chan Settings // newest settings for OnSettings (capacity 1)
 }
 
-func newController(a *Agent) *controller {
-	return &controller{a: a, wake: make(chan struct{}, 1), stopped: make(chan struct{}), settingsCh: make(chan Settings, 1)}
+func newController(d ctlDeps) *controller {
+	return &controller{d: d, wake: make(chan struct{}, 1), stopped: make(chan struct{}), settingsCh: make(chan Settings, 1)}
 }
 
 // settingsLoop calls OnSettings, off the controller loop, until ctx ends.
@@ -104,7 +138,7 @@ func (c *controller) settingsLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case s := <-c.settingsCh:
-			c.a.cfg.OnSettings(s)
+			c.d.onSettings(s)
 		}
 	}
 }
@@ -125,11 +159,11 @@ func (c *controller) run(ctx context.Context) {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
 	})
-	c.a.node.raft.RegisterObserver(obs)
-	defer c.a.node.raft.DeregisterObserver(obs)
+	c.d.raft.RegisterObserver(obs)
+	defer c.d.raft.DeregisterObserver(obs)
 
 	for {
-		changed := c.a.node.fsm.Changed()
+		changed := c.d.fsm.Changed()
 		next := c.step(ctx)
 		t := time.NewTimer(next)
 		select {
@@ -147,14 +181,14 @@ func (c *controller) run(ctx context.Context) {
 
 // step is one reconciliation; it returns when the next one is due.
 func (c *controller) step(ctx context.Context) time.Duration {
-	a := c.a
-	settings := a.settings()
+	d := c.d
+	settings := d.settings()
 	c.settingsChanged(settings)
-	act, _ := a.node.fsm.ActiveView()
-	if a.cfg.Workload != nil && a.cfg.Node.Role == fsm.RoleGPU {
-		a.cfg.Workload.SetActive(act.Node == a.Name())
+	act, _ := d.fsm.ActiveView()
+	if d.workload != nil && d.role == fsm.RoleGPU {
+		d.workload.SetActive(act.Node == d.name)
 	}
-	leader := a.node.raft.State() == raft.Leader
+	leader := d.raft.State() == raft.Leader
 	c.mu.Lock()
 	if leader && !c.wasLeader {
 		c.caughtUp = false
@@ -169,7 +203,7 @@ func (c *controller) step(ctx context.Context) time.Duration {
 		// A new leader's FSM may still lag the log: apply everything
 		// committed before acting on the state (as Consul's leader loop
 		// does), or it could undo a change it has not seen yet.
-		if err := a.node.raft.Barrier(a.cfg.ApplyTimeout).Error(); err != nil {
+		if err := d.raft.Barrier(d.applyTimeout).Error(); err != nil {
 			c.setErr(fmt.Errorf("leader barrier: %w", err))
 			return time.Duration(settings.Timings.LeaseRenewInterval)
 		}
@@ -184,15 +218,15 @@ func (c *controller) step(ctx context.Context) time.Duration {
 // returns when the next decision is due: at the renewal interval, or sooner
 // when the holder's silence will reach the lease duration before that.
 func (c *controller) decide(ctx context.Context, settings Settings) time.Duration {
-	a := c.a
+	d := c.d
 	p := settings.Timings.Lease()
 	next := p.Renew
-	st := a.node.fsm.State()
+	st := d.fsm.State()
 	sit := lease.Situation{
-		Now: a.cfg.Now(), Active: st.Active.Node, Epoch: st.Active.Epoch, Since: st.Active.Since, Reason: st.Active.Reason,
-		Maintenance: st.Maintenance, Health: map[string]lease.NodeHealth{}, Voters: len(a.voterNames()),
+		Now: d.now(), Active: st.Active.Node, Epoch: st.Active.Epoch, Since: st.Active.Since, Reason: st.Active.Reason,
+		Maintenance: st.Maintenance, Health: d.peerHealth(), Voters: len(d.voters()),
 		Lease: p.Duration, HoldDown: time.Duration(settings.Failover.HoldDown),
-		Preferred: settings.Failover.Preferred, Preempt: settings.Failover.Preempt, Self: a.Name(),
+		Preferred: settings.Failover.Preferred, Preempt: settings.Failover.Preempt, Self: d.name,
 	}
 	for _, m := range st.Members {
 		if m.Role == fsm.RoleGPU {
@@ -200,76 +234,39 @@ func (c *controller) decide(ctx context.Context, settings Settings) time.Duratio
 		}
 	}
 	slices.Sort(sit.GPUNodes)
-	view := a.gossipView()
-	for _, n := range sit.GPUNodes {
-		if n == a.Name() {
-			ok, why := a.ownHealth()
-			sit.Health[n] = lease.NodeHealth{Known: true, Healthy: ok, Reason: why}
-			continue
-		}
-		if g, ok := view[n]; ok && g.Alive && g.HasState {
-			sit.Health[n] = lease.NodeHealth{Known: true, Healthy: g.State.Healthy, Reason: g.State.HealthReason}
-		}
+	if d.role == fsm.RoleGPU {
+		ok, why := d.ownHealth()
+		sit.Health[d.name] = lease.NodeHealth{Known: true, Healthy: ok, Reason: why}
 	}
-	own := a.lease.report()
+	own := d.ownReport()
 	sit.Reports = []lease.Report{own}
 	if own.Active == sit.Active && own.Epoch == sit.Epoch && sit.Active != "" {
 		if own.Silent >= p.Duration {
 			// This voter has not heard from the holder for a lease: ask
 			// the others before calling it lost (it may only be cut off
 			// from us).
-			sit.Reports = append(sit.Reports, c.gatherReports(ctx, st, p.Duration)...)
+			sit.Reports = append(sit.Reports, d.otherReports(ctx, p.Duration)...)
 		} else if left := p.Duration - own.Silent + time.Millisecond; left < next {
 			next = left
 		}
 	}
-	d := lease.Decide(sit)
-	c.setBlocked(d.Blocked)
-	if d.Move == nil {
+	dec := lease.Decide(sit)
+	c.setBlocked(dec.Blocked)
+	if dec.Move == nil {
 		return next
 	}
-	cmd := fsm.SetActive{Node: d.Move.To, Epoch: d.Move.Epoch, Time: a.cfg.Now().UTC(), Reason: d.Move.Reason}
+	cmd := fsm.SetActive{Node: dec.Move.To, Epoch: dec.Move.Epoch, Time: d.now().UTC(), Reason: dec.Move.Reason}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
 		c.setErr(err)
 		return next
 	}
-	if err := a.applyLocal(data); err != nil {
+	if err := d.commit(data); err != nil {
 		c.setErr(fmt.Errorf("name %s active: %w", cmd.Node, err))
 		return next
 	}
-	a.log.Info("named active", "node", cmd.Node, "epoch", cmd.Epoch, "reason", cmd.Reason, "previous", st.Active.Node)
+	d.log.Info("named active", "node", cmd.Node, "epoch", cmd.Epoch, "reason", cmd.Reason, "previous", st.Active.Node)
 	return next
-}
-
-// gatherReports asks every other voter for its lease report, at once and
-// briefly; one that does not answer is left out.
-func (c *controller) gatherReports(ctx context.Context, st fsm.State, timeout time.Duration) []lease.Report {
-	a := c.a
-	var mu sync.Mutex
-	var out []lease.Report
-	var wg sync.WaitGroup
-	for _, n := range a.voterNames() {
-		m, ok := st.Members[n]
-		if n == a.Name() || !ok || m.APIAddr == "" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			var r lease.Report
-			if err := a.peerCall(cctx, m.APIAddr, http.MethodGet, "/v1/internal/lease", nil, &r, false); err != nil || r.Voter != n {
-				return
-			}
-			mu.Lock()
-			out = append(out, r)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return out
 }
 
 func (c *controller) setBlocked(why string) {
@@ -278,7 +275,7 @@ func (c *controller) setBlocked(why string) {
 	c.blocked = why
 	c.mu.Unlock()
 	if changed && why != "" {
-		c.a.log.Warn("active role stays", "why", why)
+		c.d.log.Warn("active role stays", "why", why)
 	}
 }
 
@@ -293,7 +290,7 @@ func (c *controller) blockedReason() string {
 // settingsChanged hands new settings to OnSettings and reloads Raft's
 // timeouts.
 func (c *controller) settingsChanged(s Settings) {
-	raw := string(c.a.node.fsm.SettingsRaw())
+	raw := string(c.d.fsm.SettingsRaw())
 	c.mu.Lock()
 	same := raw == c.lastRaw && c.lastRaw != ""
 	c.lastRaw = raw
@@ -302,7 +299,7 @@ func (c *controller) settingsChanged(s Settings) {
 		return
 	}
 	c.reloadRaft(s.Timings)
-	if c.a.cfg.OnSettings != nil {
+	if c.d.onSettings != nil {
 		// Hand over on a channel that keeps only the newest: rebuilding
 		// checks or the workload may take seconds (a slow Docker daemon)
 		// and must never hold up this loop.
@@ -320,22 +317,22 @@ func (c *controller) settingsChanged(s Settings) {
 func (c *controller) reloadRaft(t Timings) {
 	hb, el := time.Duration(t.RaftHeartbeatTimeout), time.Duration(t.RaftElectionTimeout)
 	if hb == 0 {
-		hb, el = c.a.cfg.Node.Raft.HeartbeatTimeout, c.a.cfg.Node.Raft.ElectionTimeout
+		hb, el = c.d.raftTimings.HeartbeatTimeout, c.d.raftTimings.ElectionTimeout
 	}
-	if lease := c.a.cfg.Node.Raft.LeaderLeaseTimeout; lease > hb {
-		c.setErr(fmt.Errorf("cluster raft_heartbeat_timeout %v is below this node's leader_lease_timeout %v: keeping %v", hb, lease, c.a.cfg.Node.Raft.HeartbeatTimeout))
+	if lease := c.d.raftTimings.LeaderLeaseTimeout; lease > hb {
+		c.setErr(fmt.Errorf("cluster raft_heartbeat_timeout %v is below this node's leader_lease_timeout %v: keeping %v", hb, lease, c.d.raftTimings.HeartbeatTimeout))
 		return
 	}
-	rc := c.a.node.raft.ReloadableConfig()
+	rc := c.d.raft.ReloadableConfig()
 	if rc.HeartbeatTimeout == hb && rc.ElectionTimeout == el {
 		return
 	}
 	rc.HeartbeatTimeout, rc.ElectionTimeout = hb, el
-	if err := c.a.node.raft.ReloadConfig(rc); err != nil {
+	if err := c.d.raft.ReloadConfig(rc); err != nil {
 		c.setErr(fmt.Errorf("reload raft timeouts: %w", err))
 		return
 	}
-	c.a.log.Info("raft timeouts changed", "heartbeat", hb, "election", el)
+	c.d.log.Info("raft timeouts changed", "heartbeat", hb, "election", el)
 }
 
 func (c *controller) setErr(err error) {
@@ -345,7 +342,7 @@ func (c *controller) setErr(err error) {
 	c.lastErr = msg
 	c.mu.Unlock()
 	if !repeat {
-		c.a.log.Warn("controller", "error", msg)
+		c.d.log.Warn("controller", "error", msg)
 	}
 }
 
@@ -354,7 +351,7 @@ func (c *controller) setErr(err error) {
 // most one MAC. On a
 // conflict the holder announces again, so clients move back to it.
 func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
-	v := c.a.lease.currentVIP()
+	v := c.d.vip()
 	var held bool
 	var macs []net.HardwareAddr
 	var err error
@@ -364,12 +361,12 @@ func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
 			return
 		}
 		macs, err = v.Probe(ctx, timeout)
-	case c.a.cfg.ProbeVIP != nil && c.a.cfg.Node.VIPInterface != "":
-		p, ok := c.a.settings().VIPPrefix()
+	case c.d.probeVIP != nil && c.d.vipIface != "":
+		p, ok := c.d.settings().VIPPrefix()
 		if !ok || !p.Addr().Is4() {
 			return
 		}
-		macs, err = c.a.cfg.ProbeVIP(ctx, c.a.cfg.Node.VIPInterface, p.Addr(), timeout)
+		macs, err = c.d.probeVIP(ctx, c.d.vipIface, p.Addr(), timeout)
 	default:
 		return
 	}
@@ -386,9 +383,9 @@ func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
 	why := ""
 	switch {
 	case held && len(macs) > 0:
-		why = fmt.Sprintf("%s holds the VIP and %s also answer(s) for it", c.a.Name(), strings.Join(names, ", "))
+		why = fmt.Sprintf("%s holds the VIP and %s also answer(s) for it", c.d.name, strings.Join(names, ", "))
 	case !held && len(macs) > 1:
-		why = fmt.Sprintf("%s sees %d hosts answer for the VIP: %s", c.a.Name(), len(macs), strings.Join(names, ", "))
+		why = fmt.Sprintf("%s sees %d hosts answer for the VIP: %s", c.d.name, len(macs), strings.Join(names, ", "))
 	}
 	c.mu.Lock()
 	changed := why != c.conflict
@@ -399,11 +396,11 @@ func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
 	c.mu.Unlock()
 	if why == "" {
 		if changed {
-			c.a.log.Info("VIP conflict cleared")
+			c.d.log.Info("VIP conflict cleared")
 		}
 		return
 	}
-	c.a.log.Error("VIP CONFLICT", "detail", why)
+	c.d.log.Error("VIP CONFLICT", "detail", why)
 	if held {
 		// First win the clients back, then write it down.
 		if err := v.Announce(ctx); err != nil {
@@ -411,14 +408,14 @@ func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
 		}
 	}
 	if changed {
-		c.a.recordEvent(ctx, "vip-conflict", why)
+		c.d.recordEvent(ctx, "vip-conflict", why)
 	}
 }
 
 // conflictLoop probes for VIP conflicts every interval until ctx ends.
 func (c *controller) conflictLoop(ctx context.Context) {
 	for {
-		interval := time.Duration(c.a.settings().VIP.ConflictProbeInterval)
+		interval := time.Duration(c.d.settings().VIP.ConflictProbeInterval)
 		if interval > 0 {
 			c.checkConflict(ctx, interval/4)
 		} else {

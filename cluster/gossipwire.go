@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/newbieha/newbieha/cluster/gossip"
+	"github.com/newbieha/newbieha/cluster/lease"
 )
 
 // gossipState is what each agent spreads about itself over gossip: its
@@ -188,3 +189,15 @@ func (v *gossipVerifier) verify(origin string, der []byte) (crypto.PublicKey, er
 // errNotMember: the origin is not in the replicated member list (removed,
 // or not yet replicated here).
 var errNotMember = errors.New("origin is not a current member")
+
+// gossipHealth is what gossip says of the other nodes' health: a node that
+// gossip holds dead, or that has published nothing, is not known.
+func (a *Agent) gossipHealth() map[string]lease.NodeHealth {
+	out := map[string]lease.NodeHealth{}
+	for name, g := range a.gossipView() {
+		if name != a.Name() && g.Alive && g.HasState {
+			out[name] = lease.NodeHealth{Known: true, Healthy: g.State.Healthy, Reason: g.State.HealthReason}
+		}
+	}
+	return out
+}

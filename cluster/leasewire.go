@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -95,4 +96,33 @@ func (a *Agent) handleLease(w http.ResponseWriter, r *http.Request) {
 // handleLeaseReport is this voter's report for the leader's controller.
 func (a *Agent) handleLeaseReport(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, a.lease.report())
+}
+
+// otherReports asks every other voter for its lease report, at once and
+// within timeout; one that does not answer is left out.
+func (a *Agent) otherReports(ctx context.Context, timeout time.Duration) []lease.Report {
+	var mu sync.Mutex
+	var out []lease.Report
+	var wg sync.WaitGroup
+	for _, n := range a.voterNames() {
+		m, ok := a.node.fsm.Member(n)
+		if n == a.Name() || !ok || m.APIAddr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			var r lease.Report
+			if err := a.peerCall(cctx, m.APIAddr, http.MethodGet, "/v1/internal/lease", nil, &r, false); err != nil || r.Voter != n {
+				return
+			}
+			mu.Lock()
+			out = append(out, r)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
 }

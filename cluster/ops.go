@@ -358,9 +358,9 @@ func (a *Agent) handOffBeforeStop() {
 	ctx, cancel := context.WithTimeout(a.ctx, limit)
 	defer cancel()
 	to := ""
-	view := a.gossipView()
+	health := a.gossipHealth()
 	for _, m := range a.node.fsm.State().Members {
-		if g, ok := view[m.Name]; ok && m.Role == fsm.RoleGPU && m.Name != a.Name() && g.Alive && g.HasState && g.State.Healthy {
+		if h := health[m.Name]; m.Role == fsm.RoleGPU && h.Known && h.Healthy {
 			to = m.Name
 			break
 		}
