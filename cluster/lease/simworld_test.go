@@ -178,11 +178,11 @@ func (q *simQueue) Pop() any {
 }
 
 type simNet struct {
-	loss, dup       float64
-	base            int64 // delays are 50µs + [0, base)
-	slow, verySlow  float64
-	midPause        float64 // a pause falls inside a step
-	pauseAfterGrant float64
+	loss, dup         float64
+	base              int64 // delays are 50µs + [0, base)
+	slow, verySlow    float64
+	midPause          float64 // a pause falls inside a step
+	restartAfterGrant float64
 }
 
 // simResult is what one seed did.
@@ -283,13 +283,13 @@ func newWorld(seed uint64, bugs Bugs, traceN int) *world {
 func (w *world) netFaulty() {
 	r := w.rng
 	w.net = simNet{
-		loss:            r.Float64() * 0.2,
-		dup:             r.Float64() * 0.1,
-		base:            int64(100*time.Microsecond) + r.Int64N(int64(5*time.Millisecond)),
-		slow:            r.Float64() * 0.1,
-		verySlow:        r.Float64() * 0.02,
-		midPause:        r.Float64() * 0.01,
-		pauseAfterGrant: r.Float64() * 0.005,
+		loss:              r.Float64() * 0.2,
+		dup:               r.Float64() * 0.1,
+		base:              int64(100*time.Microsecond) + r.Int64N(int64(5*time.Millisecond)),
+		slow:              r.Float64() * 0.1,
+		verySlow:          r.Float64() * 0.02,
+		midPause:          r.Float64() * 0.01,
+		restartAfterGrant: r.Float64() * 0.005,
 	}
 }
 
@@ -341,6 +341,15 @@ func (w *world) dispatch(ev *simEvent) {
 }
 
 func (w *world) faulting() bool { return !w.healed }
+
+// later schedules the rest of a fault; the heal cancels it.
+func (w *world) later(d int64, node, inc int, what string, fn func()) {
+	w.at(d, node, inc, what, func() {
+		if !w.healed {
+			fn()
+		}
+	})
+}
 
 // run plays the seed to its end.
 func (w *world) run() simResult {
@@ -463,7 +472,22 @@ func (w *world) holderView(n *simNode) HolderView {
 // holder decides, the runner acts.
 func (w *world) tick(n *simNode) {
 	hv := w.holderView(n)
+	w.readClock(n, func(now Time) { w.tickAt(n, hv, now) })
+}
+
+// readClock reads n's clock and runs f with the reading; a pause may fall
+// in between, and then f runs when n resumes, with the reading from before.
+func (w *world) readClock(n *simNode, f func(now Time)) {
 	now := n.clock(w.now)
+	if w.faulting() && w.rng.Float64() < w.net.midPause {
+		w.pause(n, w.pauseLen(), "after reading the clock")
+		n.cont = append(n.cont, func() { f(now) })
+		return
+	}
+	f(now)
+}
+
+func (w *world) tickAt(n *simNode, hv HolderView, now Time) {
 	n.voter.Observe(now, hv.View)
 	n.voter.SetDrift(hv.Params.Drift)
 	if n.holder == nil {
@@ -590,23 +614,34 @@ func (w *world) sendRequest(n *simNode, e Envelope) {
 		w.at(int64(50*time.Millisecond)+w.rng.Int64N(int64(time.Second)), to, -1, "release (late)", func() { w.voterHandle(w.nodes[to], req) })
 		return
 	}
-	w.send(n.idx, to, "request", func(v *simNode) {
-		if a, ok := w.voterHandle(v, req); ok {
-			w.steps(v, []func(){func() {
-				w.send(v.idx, n.idx, "answer", func(h *simNode) { w.holderAnswer(h, a) })
-				if a.Granted && v.crashAfterGrant {
-					v.crashAfterGrant = false
-					w.crash(v, false, int64(time.Millisecond)+w.rng.Int64N(int64(300*time.Millisecond)), "right after granting")
-				} else if a.Granted && w.faulting() && w.rng.Float64() < w.net.pauseAfterGrant {
-					w.crash(v, false, int64(time.Millisecond)+w.rng.Int64N(int64(100*time.Millisecond)), "right after granting")
-				}
-			}})
+	w.send(n.idx, to, "request", func(v *simNode) { w.readClock(v, func(now Time) { w.remoteVoter(v, n, req, now) }) })
+}
+
+// remoteVoter is a voter's handler of a request from another node.
+func (w *world) remoteVoter(v, n *simNode, req Request, now Time) {
+	a, ok := w.voterHandleAt(v, req, now)
+	if !ok {
+		return
+	}
+	w.steps(v, []func(){func() {
+		w.send(v.idx, n.idx, "answer", func(h *simNode) {
+			w.readClock(h, func(now Time) { w.holderAnswerAt(h, a, now) })
+		})
+		switch {
+		case a.Granted && v.crashAfterGrant:
+			v.crashAfterGrant = false
+			w.crash(v, false, int64(time.Millisecond)+w.rng.Int64N(int64(300*time.Millisecond)), "right after granting")
+		case a.Granted && w.faulting() && w.rng.Float64() < w.net.restartAfterGrant:
+			w.crash(v, false, int64(time.Millisecond)+w.rng.Int64N(int64(100*time.Millisecond)), "right after granting")
 		}
-	})
+	}})
 }
 
 func (w *world) voterHandle(v *simNode, req Request) (Answer, bool) {
-	now := v.clock(w.now)
+	return w.voterHandleAt(v, req, v.clock(w.now))
+}
+
+func (w *world) voterHandleAt(v *simNode, req Request, now Time) (Answer, bool) {
 	a, ok := v.voter.Handle(now, v.state.view, req)
 	if w.traceN > 0 {
 		if req.Release {
@@ -618,11 +653,12 @@ func (w *world) voterHandle(v *simNode, req Request) (Answer, bool) {
 	return a, ok
 }
 
-func (w *world) holderAnswer(n *simNode, a Answer) {
+func (w *world) holderAnswer(n *simNode, a Answer) { w.holderAnswerAt(n, a, n.clock(w.now)) }
+
+func (w *world) holderAnswerAt(n *simNode, a Answer, now Time) {
 	if n.holder == nil {
 		return
 	}
-	now := n.clock(w.now)
 	out := n.holder.Answer(now, a, simVoters)
 	if w.traceN > 0 {
 		w.tracef("%s holder at %v: answer of %s epoch %d nonce %x granted=%v -> fence %v (set %v)", n.name, now, a.Voter, a.Epoch, a.Nonce, a.Granted, out.Deadline, out.SetFence)
@@ -754,10 +790,10 @@ func (w *world) stop(n *simNode, down int64) {
 		handover = w.rng.Int64N(int64(500 * time.Millisecond))
 	}
 	inc := n.inc
-	w.at(handover, n.idx, inc, "stop", func() {
+	w.later(handover, n.idx, inc, "stop", func() {
 		n.stopping = true
 		w.tick(n)
-		w.at(int64(time.Millisecond)+w.rng.Int64N(int64(50*time.Millisecond)), n.idx, inc, "exit", func() {
+		w.later(int64(time.Millisecond)+w.rng.Int64N(int64(50*time.Millisecond)), n.idx, inc, "exit", func() {
 			w.crash(n, false, down, "stopped")
 		})
 	})
@@ -967,7 +1003,7 @@ func (w *world) decide(l *simNode) {
 	s := Situation{
 		Now: time.Unix(0, w.now+l.wallOff), Active: st.view.Active, Epoch: st.view.Epoch, Since: time.Unix(0, st.since), Reason: st.reason,
 		Maintenance: st.maint, GPUNodes: simGPU, Health: health, Voters: len(w.nodes), Reports: reports,
-		Lease: st.params.Duration, HoldDown: w.holdDown, Preferred: w.preferred, Preempt: w.preempt,
+		Lease: st.params.Duration, HoldDown: w.holdDown, Preferred: w.preferred, Preempt: w.preempt, Self: l.name,
 	}
 	d := Decide(s)
 	if d.Move != nil {
@@ -982,8 +1018,9 @@ func (w *world) operator(e simEntry) {
 		return
 	}
 	l := w.nodes[w.leader]
+	healed := w.healed
 	w.at(0, l.idx, l.inc, "operator", func() {
-		if l.applied != len(l.log) {
+		if l.applied != len(l.log) || healed != w.healed {
 			return
 		}
 		e := e
@@ -1120,7 +1157,7 @@ func (w *world) fault() {
 				m.slowReleases = r.IntN(2) == 0
 				down := int64(10*time.Millisecond) + r.Int64N(int64(300*time.Millisecond))
 				w.stop(m, down)
-				w.at(down+r.Int64N(int64(time.Second)), -1, -1, "failover", func() {
+				w.later(down+r.Int64N(int64(time.Second)), -1, -1, "failover", func() {
 					w.operator(simEntry{kind: simMove, reason: "manual:failover"})
 				})
 			}
@@ -1229,7 +1266,7 @@ func (w *world) drill() {
 	if r.IntN(4) == 0 {
 		w.operator(simEntry{kind: simSettings, params: w.randomParams()})
 	}
-	w.at(r.Int64N(int64(300*time.Millisecond)), -1, -1, "drill failover", func() {
+	w.later(r.Int64N(int64(300*time.Millisecond)), -1, -1, "drill failover", func() {
 		w.operator(simEntry{kind: simMove, reason: "manual:failover"})
 	})
 }
@@ -1249,6 +1286,9 @@ func (w *world) heal() {
 	}
 	for _, n := range w.nodes {
 		n.pauseAfterSend, n.crashAfterGrant, n.healthy, n.isolateAfter = 0, false, true, 0
+		if n.up && n.stopping {
+			w.crash(n, false, 0, "stopped") // the agent was exiting
+		}
 		if !n.up {
 			n.restarts++
 			w.restart(n)
@@ -1257,11 +1297,16 @@ func (w *world) heal() {
 			w.resume(n)
 		}
 	}
-	// Waits a healthy holder may go through after the heal: an election,
-	// the voters' quarantine after a restart (their old grants run out
-	// meanwhile), a preemption after the hold-down, with a lease round and
-	// the old holder's lease to wait out after each move.
-	w.bound = int64(3*w.electTimeout) + int64(Quarantine) + int64(w.holdDown) + 3*int64(w.maxLease) + int64(time.Second)
+	// The liveness bound: the quarantine of a voter restarted at the heal,
+	// or an election (the controller decides only with a leader) and the
+	// grants of the last holder running out (L+ε); then perhaps one more
+	// move (a preemption after the hold-down, or a holder-lost decided on
+	// reports from before the heal) and the grants of the holder before it
+	// running out; and half a second for rounds, commits and replication.
+	w.bound = max(int64(Quarantine), w.electTimeout+int64(w.maxLease)) + int64(w.maxLease) + int64(500*time.Millisecond)
+	if w.preempt {
+		w.bound += int64(w.holdDown)
+	}
 	w.end = w.now + w.bound + int64(simHeldFor)
 	w.at(0, -1, -1, "maintenance off", w.maintOff)
 }
