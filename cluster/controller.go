@@ -20,6 +20,9 @@ import (
 // VIP is what the lease runner needs from the virtual IP actuator (package
 // vip's Manager satisfies it). Deadlines are readings of CLOCK_BOOTTIME.
 type VIP interface {
+	// Prepare installs and verifies the kernel fence, closed, so the first
+	// Hold does not wait for it and a host that cannot fence says so early.
+	Prepare() error
 	// Hold opens the kernel fence until deadline and makes sure the
 	// address is on the interface; claimed is true when it was absent
 	// (a burst of gratuitous ARP has started). It fails, holding nothing,

@@ -78,6 +78,8 @@ type fakeVIP struct {
 	node string
 }
 
+func (v *fakeVIP) Prepare() error { return nil }
+
 func (v *fakeVIP) Hold(_ context.Context, deadline time.Duration) (bool, error) {
 	w := v.w
 	w.mu.Lock()

@@ -354,6 +354,10 @@ func (r *leaseRunner) ensureVIP() error {
 		return fmt.Errorf("vip %s on %s: %w", spec.Prefix, spec.Iface, err)
 	}
 	r.vip, r.spec = v, spec
+	if err := v.Prepare(); err != nil {
+		// Hold tries again and fails closed; say it now, not at failover.
+		return fmt.Errorf("vip %s on %s: this node cannot hold the VIP: %w", spec.Prefix, spec.Iface, err)
+	}
 	return nil
 }
 

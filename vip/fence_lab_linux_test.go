@@ -766,3 +766,34 @@ func TestHold_IPv6FenceStopsTheVIPAndItsAdvertisements(t *testing.T) {
 		t.Fatalf("%d neighbour advertisements for the VIP left the host after the deadline", after-n)
 	}
 }
+
+// Prepare installs the fence closed and touches no address; a Hold after it
+// reuses that fence.
+func TestPrepare_InstallsTheFenceClosedWithoutTheAddress(t *testing.T) {
+	l := newLab(t, "a")
+	a := l.node("a")
+	m := a.manager(t, labConfig(30*time.Second))
+	if err := m.Prepare(); err != nil {
+		t.Fatal(err)
+	}
+	var f *fence.Fence
+	a.do(t, func() error {
+		var err error
+		f, err = fence.Open(fence.Config{Iface: labIface, VIP: labVIP.Addr()})
+		return err
+	})
+	defer f.Close()
+	if d, err := f.Deadline(); err != nil || d != 0 {
+		t.Fatalf("prepared fence deadline %v, %v; want 0 (closed)", d, err)
+	}
+	if got := a.addrs(t, a.handle(t), labVIP.Addr()); len(got) != 0 {
+		t.Fatalf("Prepare added the address: %+v", got)
+	}
+	d := Now() + time.Second
+	if _, err := m.Hold(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.Deadline(); got != d {
+		t.Fatalf("Hold after Prepare wrote %v to another fence; the prepared one has %v", d, got)
+	}
+}

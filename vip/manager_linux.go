@@ -387,6 +387,23 @@ func (m *Manager) Hold(ctx context.Context, deadline time.Duration) (claimed boo
 	return true, nil
 }
 
+// Prepare installs and verifies the fence, closed (deadline 0) unless a
+// fence left for this VIP is open, without touching the address: a standby
+// calls it when it builds its Manager, so that its first Hold after a
+// failover does not wait for the program to load (tens of milliseconds),
+// and a host that cannot fence is known before it is ever needed.
+func (m *Manager) Prepare() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	if _, err := m.ensureFence(); err != nil {
+		return fmt.Errorf("prepare %s: %w: %w", m.cfg.Assignment, ErrFence, err)
+	}
+	return nil
+}
+
 // fenceConfig is the fence this Manager's VIP uses.
 func (m *Manager) fenceConfig() fence.Config {
 	return fence.Config{Iface: m.cfg.Iface, VIP: m.cfg.Addr.Addr(), PinDir: m.cfg.FencePinDir}

@@ -37,6 +37,9 @@ func (m *Manager) Claim(context.Context, time.Time) error { return ErrNotSupport
 // Renew returns ErrNotSupported.
 func (m *Manager) Renew(context.Context, time.Time) error { return ErrNotSupported }
 
+// Prepare returns ErrNotSupported.
+func (m *Manager) Prepare() error { return ErrNotSupported }
+
 // Hold returns ErrNotSupported.
 func (m *Manager) Hold(context.Context, time.Duration) (bool, error) { return false, ErrNotSupported }
 
