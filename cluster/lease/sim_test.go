@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -180,5 +181,19 @@ func TestPlantedBugsAreCaught(t *testing.T) {
 			}
 			t.Logf("%s caught at seed %d (%s): %s", plant, last.seed, replayCommand(last.seed, plant), last.fail)
 		})
+	}
+}
+
+// A seed replays exactly: the same events, the same trace, the same end.
+func TestSimulationIsDeterministic(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		a, b := runSim(seed, Bugs{}, 1<<20), runSim(seed, Bugs{}, 1<<20)
+		if a.events != b.events || a.simTime != b.simTime || a.fail != b.fail || !slices.Equal(a.trace, b.trace) {
+			t.Fatalf("seed %d: two runs differ: %d/%d events, %v/%v", seed, a.events, b.events, a.simTime, b.simTime)
+		}
+		// Tracing does not change what happens.
+		if c := runSim(seed, Bugs{}, 0); c.events != a.events || c.simTime != a.simTime {
+			t.Fatalf("seed %d: traced and untraced runs differ", seed)
+		}
 	}
 }
