@@ -212,6 +212,9 @@ func (s Settings) Validate() error {
 	if err := s.Timings.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.validateBounds(); err != nil { // settings_bounds.go
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -31,12 +31,27 @@ const (
 	maxPathLen = 4096
 )
 
-// validateBounds checks the upper (and sign) bounds of every field. It
-// walks the settings by reflection for durations, so a timing added later
-// is bounded without being named here.
+// boundedInValidate are the durations Settings.Validate (or the lease
+// parameters) already bound with a check of their own; the walk below
+// leaves them to it so that a bad value is reported once.
+var boundedInValidate = map[string]bool{
+	"vip.garp_interval": true, "vip.garp_refresh": true, "vip.conflict_probe_interval": true,
+	"failover.hold_down": true, "failover.stop_handover": true,
+	"timings.lease_duration": true, "timings.lease_drift": true, "timings.lease_renew_interval": true,
+	"timings.lease_retry_interval": true, "timings.vip_lifetime": true,
+	"timings.raft_heartbeat_timeout": true, "timings.raft_election_timeout": true,
+}
+
+// validateBounds checks the upper (and sign) bounds that Settings.Validate
+// does not check field by field; Validate calls it. It walks the settings
+// by reflection for durations, so a duration added later is bounded
+// without being named here.
 func (s Settings) validateBounds() error {
 	var errs []error
 	walkDurations(reflect.ValueOf(s), "", func(key string, d time.Duration) {
+		if boundedInValidate[key] {
+			return
+		}
 		limit := maxOtherDuration
 		if strings.HasPrefix(key, "timings.") {
 			limit = maxTimingSetting
@@ -95,7 +110,8 @@ func walkDurations(v reflect.Value, prefix string, fn func(key string, d time.Du
 
 // validateReplicatedSettings is the FSM's settings validator (injected in
 // openRaft): every SetSettings, whoever proposed it, is decoded and checked
-// as `config apply` checks it, upper bounds included, as it is applied.
+// with Settings.Validate, as `config apply` checks it, upper bounds
+// included, as it is applied.
 // It is deterministic (no clock, file or network), so every replica gives
 // the same verdict. The checks whose schema belongs to other packages
 // (Config.ValidateSettings: health checks, container spec) run only where
@@ -105,5 +121,5 @@ func validateReplicatedSettings(raw json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(s.Validate(), s.validateBounds())
+	return s.Validate()
 }
