@@ -94,7 +94,7 @@ type ctlDeps struct {
 	// otherReports asks the other voters for theirs.
 	voters       func() []string
 	ownReport    func() lease.Report
-	otherReports func(ctx context.Context, timeout time.Duration) []lease.Report
+	otherReports func(ctx context.Context, timeout time.Duration, enough func([]lease.Report) bool) []lease.Report
 	// commit applies an encoded command on this node (the leader).
 	commit     func(data []byte) error
 	workload   Workload
@@ -248,7 +248,17 @@ func (c *controller) decide(ctx context.Context, settings Settings) time.Duratio
 			// This voter has not heard from the holder for a lease: ask
 			// the others before calling it lost (it may only be cut off
 			// from us).
-			sit.Reports = append(sit.Reports, d.otherReports(ctx, p.Duration)...)
+			// Enough: the silent reports (ours included) make a majority.
+			need := lease.Majority(sit.Voters) - 1
+			sit.Reports = append(sit.Reports, d.otherReports(ctx, p.Duration, func(rs []lease.Report) bool {
+				n := 0
+				for _, r := range rs {
+					if r.Active == sit.Active && r.Epoch == sit.Epoch && r.Silent >= p.Duration {
+						n++
+					}
+				}
+				return n >= need
+			})...)
 		} else if left := p.Duration - own.Silent + time.Millisecond; left < next {
 			next = left
 		}

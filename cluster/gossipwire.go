@@ -52,14 +52,23 @@ func (a *Agent) startGossip() error {
 }
 
 // gossipLoop publishes this node's state every 500 ms (unchanged states
-// cost nothing: gossip drops equal blobs) and joins members it does not
-// see yet, from their addresses in the replicated state.
+// cost nothing: gossip drops equal blobs), and at once when its health
+// verdict changes (checked every 100 ms: a health-driven failover should
+// not wait for the next round), and joins members it does not see yet,
+// from their addresses in the replicated state.
 func (a *Agent) gossipLoop() {
-	t := time.NewTicker(500 * time.Millisecond)
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
+	var last time.Time
+	var lastOK bool
+	var lastWhy string
 	for {
-		a.publishGossip()
-		a.joinGossip()
+		ok, why := a.ownHealth()
+		if time.Since(last) >= 500*time.Millisecond || ok != lastOK || why != lastWhy {
+			a.publishGossip()
+			a.joinGossip()
+			last, lastOK, lastWhy = time.Now(), ok, why
+		}
 		select {
 		case <-a.ctx.Done():
 			return

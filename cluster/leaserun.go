@@ -281,6 +281,8 @@ type LeaseState struct {
 	// Grant is what its voter has granted.
 	GrantTo   string   `json:"grant_to,omitempty"`
 	GrantLeft Duration `json:"grant_left,omitempty"`
+	// Quarantine is how long its voter grants nothing yet (after a start).
+	Quarantine Duration `json:"quarantine,omitempty"`
 }
 
 // state reports this node's lease for status.
@@ -298,6 +300,7 @@ func (r *leaseRunner) state() LeaseState {
 	if g, ok := r.voter.Live(now); ok {
 		s.GrantTo, s.GrantLeft = g.Node, Duration(g.Expires-now)
 	}
+	s.Quarantine = Duration(r.voter.Report(now, r.env.view()).Quarantine)
 	return s
 }
 

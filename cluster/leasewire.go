@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -99,30 +98,43 @@ func (a *Agent) handleLeaseReport(w http.ResponseWriter, r *http.Request) {
 }
 
 // otherReports asks every other voter for its lease report, at once and
-// within timeout; one that does not answer is left out.
-func (a *Agent) otherReports(ctx context.Context, timeout time.Duration) []lease.Report {
-	var mu sync.Mutex
-	var out []lease.Report
-	var wg sync.WaitGroup
+// within timeout; one that does not answer is left out. It returns early
+// once enough says the reports so far suffice (a host that is gone does
+// not answer at all, and must not hold up a failover by the timeout).
+func (a *Agent) otherReports(ctx context.Context, timeout time.Duration, enough func([]lease.Report) bool) []lease.Report {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ch := make(chan *lease.Report)
+	asked := 0
 	for _, n := range a.voterNames() {
 		m, ok := a.node.fsm.Member(n)
 		if n == a.Name() || !ok || m.APIAddr == "" {
 			continue
 		}
-		wg.Add(1)
+		asked++
 		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
 			var r lease.Report
-			if err := a.peerCall(cctx, m.APIAddr, http.MethodGet, "/v1/internal/lease", nil, &r, false); err != nil || r.Voter != n {
+			if err := a.peerCall(ctx, m.APIAddr, http.MethodGet, "/v1/internal/lease", nil, &r, false); err != nil || r.Voter != n {
+				ch <- nil
 				return
 			}
-			mu.Lock()
-			out = append(out, r)
-			mu.Unlock()
+			ch <- &r
 		}()
 	}
-	wg.Wait()
+	var out []lease.Report
+	for i := 0; i < asked; i++ {
+		if r := <-ch; r != nil {
+			out = append(out, *r)
+		}
+		if enough != nil && enough(out) {
+			// The others still send on ch: drain it so they can end.
+			go func(left int) {
+				for ; left > 0; left-- {
+					<-ch
+				}
+			}(asked - i - 1)
+			break
+		}
+	}
 	return out
 }

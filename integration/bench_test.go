@@ -97,6 +97,9 @@ func BenchmarkFailover(b *testing.B) {
 					if err := healthy(s, "node1", "node2", "witness"); err != nil {
 						return err
 					}
+					if err := settled(s); err != nil {
+						return err
+					}
 					if !f.holds(to) || f.holds(from) {
 						return fmt.Errorf("VIP not settled on %s", to.name)
 					}

@@ -256,7 +256,22 @@ type status struct {
 		Raft       string `json:"raft"`
 		Voter      bool   `json:"voter"`
 		SeesLeader string `json:"sees_leader"`
+		Lease      struct {
+			Quarantine string `json:"quarantine"`
+		} `json:"lease"`
 	} `json:"members"`
+}
+
+// settled says no voter is in its quarantine after a start, so the next
+// fault is a single fault (a voter that has just restarted grants nothing
+// for 3.3 s: with another lost at once, no majority could grant).
+func settled(s status) error {
+	for _, m := range s.Members {
+		if m.Lease.Quarantine != "" && m.Lease.Quarantine != "0s" {
+			return fmt.Errorf("%s is in quarantine for %s more", m.Name, m.Lease.Quarantine)
+		}
+	}
+	return nil
 }
 
 func (l *lab) status(h *host) (status, error) {
