@@ -21,26 +21,25 @@
 //
 // The address itself is written through netlink (RTM_NEWADDR with
 // NLM_F_REPLACE, so the write is idempotent) with valid_lft = preferred_lft
-// = Config.Lifetime, rounded up to whole seconds (Hold uses more if its
-// deadline is further away). The kernel deletes the address by itself once
-// that time passes without a renewal: a backstop that cleans up after a
-// crash. The older Manager.Claim and Manager.Renew write only the address,
-// with the lifetime as the lease; they take notAfter, the last instant at
-// which the caller's quorum confirmation still covers it, refuse after it,
-// and remove the address again if it passed during the write. They stay
-// until the cluster has moved to Hold.
+// = Config.Lifetime, rounded up to whole seconds, or the time left to the
+// deadline if that is longer. The kernel deletes the address by itself once
+// that time passes without another Hold: a backstop that cleans up after a
+// crash. Hold is the same call for a claim and for every renewal; if the
+// deadline passes while the address is being written, it removes the
+// address again and returns ErrStaleConfirmation.
 //
 // # Announcements
 //
-// The kernel sends nothing when an address is added. A claim sends a burst
-// of Config.GARPRepeat announcements, Config.GARPInterval apart; an IPv4
-// announcement is a gratuitous ARP in both forms, a broadcast request
-// (sender IP = target IP = VIP, target MAC zero) and a broadcast reply
-// (target MAC = sender MAC), because receivers differ in which form they
-// accept; an IPv6 announcement is an unsolicited neighbour advertisement
-// with the Override flag. Config.Refresh repeats one announcement
-// periodically. Every announcement is sent only after checking that the
-// kernel still holds the address, so none outlives the lease.
+// The kernel sends nothing when an address is added. A Hold that adds the
+// address (a claim), and Announce, send a burst of Config.GARPRepeat
+// announcements, Config.GARPInterval apart; an IPv4 announcement is a
+// gratuitous ARP in both forms, a broadcast request (sender IP = target IP
+// = VIP, target MAC zero) and a broadcast reply (target MAC = sender MAC),
+// because receivers differ in which form they accept; an IPv6 announcement
+// is an unsolicited neighbour advertisement with the Override flag.
+// Config.Refresh repeats one announcement periodically. Every announcement
+// is sent only after checking that the kernel still holds the address, and
+// the fence drops any sent after the deadline, so none outlives the lease.
 //
 // # Conflict detection
 //

@@ -277,6 +277,6 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool, format strin
 	}
 }
 
-// soon returns a notAfter comfortably in the future, as a caller that has
-// just confirmed its leadership would pass.
-func soon() time.Time { return time.Now().Add(time.Minute) }
+// soon returns a Hold deadline comfortably in the future (longer than any
+// test runs), as a holder that has just won a lease round would pass.
+func soon() time.Duration { return Now() + time.Minute }

@@ -34,9 +34,8 @@ const infinityLifetime = 0xFFFFFFFF
 // A Manager acts in the network namespace of the OS thread that called New,
 // for its whole life, whichever goroutine later calls it.
 //
-// Only Hold (and the older Claim and Renew) and Announce put the address
-// on the wire or the interface, and the Manager never decides on its own to
-// do so: the caller (the cluster controller) calls them only while the one
+// Only Hold and Announce put the address on the wire or the interface, and
+// the Manager never decides on its own to do so: the caller (the cluster controller) calls them only while the one
 // rule allows it (docs/vip.md). Background goroutines only repeat
 // announcements of an address the kernel still holds, and stop on Release
 // and Close.
@@ -49,7 +48,6 @@ type Manager struct {
 	cfg     Config
 	log     hclog.Logger
 	ns      *netNS
-	now     func() time.Time     // time.Now; tests replace it
 	bootNow func() time.Duration // fence.Now (CLOCK_BOOTTIME); tests replace it
 
 	// nlMu guards nl against Close; every netlink use holds it for reading.
@@ -57,7 +55,7 @@ type Manager struct {
 	nl     *netlink.Handle
 	closed atomic.Bool
 
-	// mu serialises the state-changing methods (Claim, Renew, Announce,
+	// mu serialises the state-changing methods (Hold, Prepare, Announce,
 	// Release, Close). The background loops never take it, so a method
 	// holding it may wait for them to stop.
 	mu      sync.Mutex
@@ -123,7 +121,6 @@ func New(cfg Config) (*Manager, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("vip", cfg.Addr.String(), "iface", cfg.Iface),
 		ns:      ns,
-		now:     time.Now,
 		bootNow: fence.Now,
 		nl:      h,
 	}
@@ -236,29 +233,8 @@ func (m *Manager) Held() (bool, time.Duration, error) {
 	return held, left, nil
 }
 
-// install writes the address with a fresh lifetime (netlink RTM_NEWADDR with
-// NLM_F_REPLACE, so it is idempotent) unless notAfter has passed, and
-// removes it again if notAfter passed while the write ran. It reports whether
-// the address was absent before.
-func (m *Manager) install(ctx context.Context, notAfter time.Time) (bool, error) {
-	if notAfter.IsZero() {
-		return false, fmt.Errorf("notAfter is the zero time: %w", ErrStaleConfirmation)
-	}
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if now := m.now(); now.After(notAfter) {
-		return false, fmt.Errorf("now %s is %v past notAfter: %w", now.Format(time.RFC3339Nano), now.Sub(notAfter), ErrStaleConfirmation)
-	}
-	return m.writeAddr(m.cfg.Lifetime, func() error {
-		if now := m.now(); now.After(notAfter) {
-			return fmt.Errorf("notAfter passed while adding the address, removed it again: %w", ErrStaleConfirmation)
-		}
-		return nil
-	})
-}
-
-// writeAddr adds or replaces the address with valid_lft = preferred_lft =
+// writeAddr adds or replaces the address (netlink RTM_NEWADDR with
+// NLM_F_REPLACE, so it is idempotent) with valid_lft = preferred_lft =
 // lifetime (whole seconds) and reports whether it was absent before. Right
 // after the write it calls stale: a non-nil result means the caller's
 // authority ran out during the write (a pause between its check and the
@@ -334,7 +310,18 @@ func (m *Manager) writeAddr(lifetime time.Duration, stale func() error) (bool, e
 //     the time left to the deadline (a backstop that cleans up after a
 //     crash; the fence is what enforces the deadline), removing it again if
 //     the deadline passed during the write;
-//  5. if the address was absent, start the announcements, as Claim does.
+//  5. if the address was absent, start the announcements: a burst of
+//     GARPRepeat announcements (each a gratuitous ARP request and reply,
+//     or one unsolicited neighbour advertisement for IPv6), GARPInterval
+//     apart, the first sent before Hold returns and the rest on a
+//     background goroutine; and, if Refresh is set, one more every Refresh
+//     while the address is held.
+//
+// Hold is the same call for the first claim and for every renewal, and it
+// re-adds an address that has gone (its backstop lifetime ran out, or
+// someone removed it), announcing it as a claim: the caller has just shown
+// it may hold the VIP until deadline, and the fence enforces that deadline
+// whatever the address does.
 //
 // claimed reports step 5: the address was absent and is now added and
 // announced. A returned error wrapping ErrAnnounce comes with claimed true:
@@ -484,72 +471,6 @@ func (m *Manager) dropLocked(why string) {
 	}
 }
 
-// Claim puts the address on the interface with valid_lft = preferred_lft =
-// Lifetime, then announces it: a burst of GARPRepeat announcements (each a
-// gratuitous ARP request and reply, or one unsolicited neighbour
-// advertisement for IPv6), GARPInterval apart, the first sent before Claim
-// returns and the rest on a background goroutine; and, if Refresh is set, one
-// more every Refresh while the address is held. Claiming a held address
-// renews it and restarts the burst.
-//
-// notAfter is the last instant at which the caller's quorum confirmation of
-// its leadership still allows touching the VIP. Claim refuses
-// (ErrStaleConfirmation) if it has passed, and removes the address again if
-// it passed while the address was being written, so a process paused
-// between its leadership check and this call cannot extend a lease it no
-// longer has.
-//
-// A returned error that wraps ErrAnnounce means the address is in place but
-// the first announcement failed; the burst still tries the rest.
-//
-// Claim and Renew are the API from before the kernel fence: they do not
-// touch it. The cluster moves to Hold; they stay until it has.
-func (m *Manager) Claim(ctx context.Context, notAfter time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed.Load() {
-		return ErrClosed
-	}
-	if _, err := m.install(ctx, notAfter); err != nil {
-		return fmt.Errorf("claim %s: %w", m.cfg.Assignment, err)
-	}
-	m.log.Info("vip claimed", "lifetime", m.cfg.Lifetime)
-	m.startRefresh()
-	if err := m.restartBurst(); err != nil {
-		return fmt.Errorf("claim %s: %w: %w", m.cfg.Assignment, ErrAnnounce, err)
-	}
-	return nil
-}
-
-// Renew gives the address a fresh lifetime (the same write as Claim, so it
-// is idempotent). It is meant to be called right after each successful
-// quorum confirmation of leadership, with notAfter as for Claim.
-//
-// Renew re-adds an address that has disappeared (its lease ran out, or
-// someone removed it): the caller has just proved it may hold the VIP, and
-// refusing would turn a late renewal into an outage with no safety gain. A
-// re-added address is logged as a warning and announced like a claim.
-func (m *Manager) Renew(ctx context.Context, notAfter time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed.Load() {
-		return ErrClosed
-	}
-	readded, err := m.install(ctx, notAfter)
-	if err != nil {
-		return fmt.Errorf("renew %s: %w", m.cfg.Assignment, err)
-	}
-	if !readded {
-		return nil
-	}
-	m.log.Warn("vip was missing at renewal; re-added it", "lifetime", m.cfg.Lifetime)
-	m.startRefresh()
-	if err := m.restartBurst(); err != nil {
-		return fmt.Errorf("renew %s: %w: %w", m.cfg.Assignment, ErrAnnounce, err)
-	}
-	return nil
-}
-
 // Announce sends a fresh burst of announcements (cancelling one still
 // running), the first before it returns. The caller uses it on every change
 // of epoch, even when the holder stays the same, so caches left stale by a
@@ -586,7 +507,7 @@ func (m *Manager) Announce(ctx context.Context) error {
 // nothing but the address lifetime stops it. A Manager without a fence of
 // its own closes one a predecessor left for its VIP. An absent fence,
 // address or interface is not an error. After Release returns, this
-// Manager sends nothing until the next Hold, Claim, Renew or Announce. If
+// Manager sends nothing until the next Hold or Announce. If
 // the fence cannot be closed, the address is removed anyway and the error
 // returned.
 func (m *Manager) Release() error {

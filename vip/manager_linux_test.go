@@ -42,7 +42,7 @@ func TestNew_MissingInterface(t *testing.T) {
 	})
 }
 
-func TestClaim_AddsAddressWithLifetime(t *testing.T) {
+func TestHold_AddsAddressWithLifetime(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, "a")
 	a := l.node("a")
@@ -53,8 +53,10 @@ func TestClaim_AddsAddressWithLifetime(t *testing.T) {
 	if held, _, err := m.Held(); err != nil || held {
 		t.Fatalf("before claim: Held = %v, %v; want false, nil", held, err)
 	}
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
+	// A deadline within the lifetime: the backstop lifetime is Lifetime.
+	ctx := context.Background()
+	if claimed, err := m.Hold(ctx, Now()+2*time.Second); err != nil || !claimed {
+		t.Fatalf("Hold: %v, %v; want claimed", claimed, err)
 	}
 	got := a.addrs(t, a.handle(t), labVIP.Addr())
 	if len(got) != 1 {
@@ -74,22 +76,40 @@ func TestClaim_AddsAddressWithLifetime(t *testing.T) {
 	if err != nil || !held || left < 2*time.Second || left > 3*time.Second {
 		t.Errorf("Held = %v, %v, %v; want true, 2-3s, nil", held, left, err)
 	}
-	// Claiming again is idempotent: still exactly one address.
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("second Claim: %v", err)
+	// Holding again is idempotent: still exactly one address, no new claim.
+	if claimed, err := m.Hold(ctx, Now()+2*time.Second); err != nil || claimed {
+		t.Fatalf("second Hold: %v, %v; want not claimed (already held)", claimed, err)
 	}
 	if got := a.addrs(t, a.handle(t), labVIP.Addr()); len(got) != 1 {
-		t.Fatalf("after second claim: %d addresses, want 1", len(got))
+		t.Fatalf("after second hold: %d addresses, want 1", len(got))
+	}
+	// A deadline further away than Lifetime stretches the backstop to it,
+	// so the kernel never removes the address while the fence allows it.
+	if _, err := m.Hold(ctx, Now()+10*time.Second); err != nil {
+		t.Fatalf("Hold with a 10s deadline: %v", err)
+	}
+	got = a.addrs(t, a.handle(t), labVIP.Addr())
+	if len(got) != 1 || got[0].ValidLft < 9 || got[0].ValidLft > 10 || got[0].PreferedLft != got[0].ValidLft {
+		t.Fatalf("after a 10s deadline: %+v; want one address with valid_lft = preferred_lft = 10 (or 9)", got)
 	}
 }
 
+// holdFor holds the VIP with a deadline d from now, and fails the test
+// unless that claims it.
+func holdFor(t *testing.T, m *Manager, d time.Duration) {
+	t.Helper()
+	if claimed, err := m.Hold(context.Background(), Now()+d); err != nil || !claimed {
+		t.Fatalf("Hold: %v, %v; want claimed", claimed, err)
+	}
+}
+
+// The backstop: without another Hold, the kernel removes the address once
+// its lifetime runs out, whatever the fence does.
 func TestLease_KernelRemovesAddressWithoutRenewal(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, "a")
 	m := l.node("a").manager(t, labConfig(time.Second))
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, m, time.Second) // within the lifetime: the backstop is 1s
 	start := time.Now()
 	waitFor(t, 5*time.Second, func() bool {
 		held, _, err := m.Held()
@@ -106,22 +126,21 @@ func TestLease_KernelRemovesAddressWithoutRenewal(t *testing.T) {
 	t.Logf("1s lease: address removed by the kernel %v after the claim", gone)
 }
 
-func TestRenew_ExtendsLease(t *testing.T) {
+func TestHold_RenewalsExtendTheLease(t *testing.T) {
 	t.Parallel()
 	l := newLab(t, "a")
 	m := l.node("a").manager(t, labConfig(2*time.Second))
 	ctx := context.Background()
-	if err := m.Claim(ctx, soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	// Every deadline lies within the 2s lifetime, so the backstop is 2s.
+	holdFor(t, m, 2*time.Second)
 	start := time.Now()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	var last time.Time
 	for time.Since(start) < 3500*time.Millisecond {
 		<-tick.C // renewal cadence, well inside the 2s lifetime
-		if err := m.Renew(ctx, soon()); err != nil {
-			t.Fatalf("Renew at %v: %v", time.Since(start), err)
+		if claimed, err := m.Hold(ctx, Now()+2*time.Second); err != nil || claimed {
+			t.Fatalf("renewing Hold at %v: %v, %v; want not claimed (still held)", time.Since(start), claimed, err)
 		}
 		last = time.Now()
 		if held, _, err := m.Held(); err != nil || !held {
@@ -138,67 +157,69 @@ func TestRenew_ExtendsLease(t *testing.T) {
 	}
 }
 
-func TestRenew_ReaddsMissingAddress(t *testing.T) {
+func TestHold_ReaddsMissingAddress(t *testing.T) {
 	l := newLab(t, "a", "c")
 	a, c := l.node("a"), l.node("c")
 	seen := c.watch(t, labVIP.Addr())
 	m := a.manager(t, labConfig(5*time.Second))
 	ctx := context.Background()
-	if err := m.Claim(ctx, soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, m, time.Minute)
 	waitFor(t, 3*time.Second, func() bool { return len(seen.from(a.mac)) >= 2 }, "the claim's announcement")
 	ipRun(t, "-n", a.name, "addr", "del", labVIP.String(), "dev", labIface)
 	if held, _, _ := m.Held(); held {
 		t.Fatal("address still held after ip addr del")
 	}
-	if err := m.Renew(ctx, soon()); err != nil {
-		t.Fatalf("Renew: %v", err)
+	if claimed, err := m.Hold(ctx, soon()); err != nil || !claimed {
+		t.Fatalf("Hold after the address went: %v, %v; want claimed (re-added)", claimed, err)
 	}
 	if held, left, err := m.Held(); err != nil || !held || left < 4*time.Second {
-		t.Fatalf("after Renew: Held = %v, %v, %v; want the address back with a fresh lifetime", held, left, err)
+		t.Fatalf("after the re-adding Hold: Held = %v, %v, %v; want the address back with a fresh lifetime", held, left, err)
 	}
 	// A re-added address is announced again.
 	waitFor(t, 3*time.Second, func() bool { return len(seen.from(a.mac)) >= 4 }, "a fresh announcement after the re-add")
 }
 
-func TestClaimRenew_RefuseStaleConfirmation(t *testing.T) {
+// A deadline that is not in the future holds nothing, and a refused Hold
+// removes an address it held before. (The deadline passing during the
+// write: TestHold_RefusesAndRemovesWhenTheDeadlinePassesDuringTheWrite.)
+func TestHold_RefusesStaleDeadline(t *testing.T) {
 	l := newLab(t, "a")
 	m := l.node("a").manager(t, labConfig(5*time.Second))
 	ctx := context.Background()
-	for name, notAfter := range map[string]time.Time{"zero": {}, "past": time.Now().Add(-time.Millisecond)} {
-		if err := m.Claim(ctx, notAfter); !errors.Is(err, ErrStaleConfirmation) {
-			t.Errorf("Claim with %s notAfter: err = %v, want ErrStaleConfirmation", name, err)
-		}
-		if err := m.Renew(ctx, notAfter); !errors.Is(err, ErrStaleConfirmation) {
-			t.Errorf("Renew with %s notAfter: err = %v, want ErrStaleConfirmation", name, err)
+	stale := []struct {
+		name     string
+		deadline func() time.Duration
+	}{
+		{"zero", func() time.Duration { return 0 }},
+		{"negative", func() time.Duration { return -time.Second }},
+		{"past", func() time.Duration { return Now() - time.Millisecond }},
+		{"now", Now},
+	}
+	for _, tc := range stale {
+		claimed, err := m.Hold(ctx, tc.deadline())
+		if !errors.Is(err, ErrStaleConfirmation) || claimed {
+			t.Errorf("Hold with a %s deadline: %v, %v; want ErrStaleConfirmation", tc.name, claimed, err)
 		}
 		if held, _, _ := m.Held(); held {
-			t.Fatalf("address added despite a %s notAfter", name)
+			t.Fatalf("address added despite a %s deadline", tc.name)
+		}
+	}
+	for _, tc := range stale {
+		holdFor(t, m, time.Minute)
+		if _, err := m.Hold(ctx, tc.deadline()); !errors.Is(err, ErrStaleConfirmation) {
+			t.Errorf("renewing Hold with a %s deadline: err = %v, want ErrStaleConfirmation", tc.name, err)
+		}
+		if held, _, err := m.Held(); err != nil || held {
+			t.Fatalf("after a renewing Hold with a %s deadline: Held = %v, %v; want the address removed", tc.name, held, err)
 		}
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := m.Claim(cancelled, soon()); !errors.Is(err, context.Canceled) {
-		t.Errorf("Claim with a cancelled context: err = %v", err)
+	if claimed, err := m.Hold(cancelled, soon()); !errors.Is(err, context.Canceled) || claimed {
+		t.Errorf("Hold with a cancelled context: %v, %v; want context.Canceled", claimed, err)
 	}
-
-	// A pause between the check and the write: the clock jumps past notAfter
-	// while the address is being written. The address must not stay.
-	notAfter := time.Now().Add(time.Hour)
-	calls := 0
-	m.now = func() time.Time {
-		calls++
-		if calls == 1 {
-			return notAfter.Add(-time.Millisecond)
-		}
-		return notAfter.Add(10 * time.Second)
-	}
-	if err := m.Claim(ctx, notAfter); !errors.Is(err, ErrStaleConfirmation) {
-		t.Fatalf("Claim that outlived notAfter: err = %v, want ErrStaleConfirmation", err)
-	}
-	if held, _, err := m.Held(); err != nil || held {
-		t.Fatalf("after a Claim that outlived notAfter: Held = %v, %v; want the address removed again", held, err)
+	if held, _, _ := m.Held(); held {
+		t.Fatal("address added despite a cancelled context")
 	}
 }
 
@@ -206,9 +227,7 @@ func TestRelease(t *testing.T) {
 	l := newLab(t, "a")
 	a := l.node("a")
 	m := a.manager(t, labConfig(30*time.Second))
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, m, time.Minute)
 	if err := m.Release(); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
@@ -250,9 +269,7 @@ func TestRelease(t *testing.T) {
 func TestClose(t *testing.T) {
 	l := newLab(t, "a")
 	m := l.node("a").manager(t, labConfig(30*time.Second))
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, m, time.Minute)
 	if err := m.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -260,9 +277,16 @@ func TestClose(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 	ctx := context.Background()
+	hold := func() error {
+		claimed, err := m.Hold(ctx, soon())
+		if claimed {
+			t.Error("Hold after Close claimed the VIP")
+		}
+		return err
+	}
 	for name, err := range map[string]error{
-		"Claim":    m.Claim(ctx, soon()),
-		"Renew":    m.Renew(ctx, soon()),
+		"Hold":     hold(),
+		"Prepare":  m.Prepare(),
 		"Announce": m.Announce(ctx),
 		"Release":  m.Release(),
 	} {
@@ -283,16 +307,14 @@ func TestClose(t *testing.T) {
 	}
 }
 
-func TestClaim_GARPBurstSeenByPeer(t *testing.T) {
+func TestHold_GARPBurstSeenByPeer(t *testing.T) {
 	l := newLab(t, "a", "c")
 	a, c := l.node("a"), l.node("c")
 	seen := c.watch(t, labVIP.Addr())
 	cfg := labConfig(30 * time.Second)
 	cfg.GARPRepeat, cfg.GARPInterval = 3, 100*time.Millisecond
 	m := a.manager(t, cfg)
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, m, time.Minute)
 	waitFor(t, 5*time.Second, func() bool { return len(seen.from(a.mac)) >= 6 }, "3 announcements of 2 frames each")
 	// Let the burst run past its end; it must not send more.
 	time.Sleep(4 * cfg.GARPInterval)
@@ -366,7 +388,7 @@ func TestGARP_UpdatesPeerNeighbourEntry(t *testing.T) {
 			f, err := garpReply(net.HardwareAddr{0x02, 0, 0, 0, 0, 1}, vip)
 			return [][]byte{f}, err
 		},
-		"manager claim": nil,
+		"manager hold": nil,
 	}
 	for name, frames := range build {
 		t.Run(name, func(t *testing.T) {
@@ -379,9 +401,7 @@ func TestGARP_UpdatesPeerNeighbourEntry(t *testing.T) {
 			}
 			if frames == nil {
 				m := a.manager(t, labConfig(30*time.Second))
-				if err := m.Claim(context.Background(), soon()); err != nil {
-					t.Fatalf("Claim: %v", err)
-				}
+				holdFor(t, m, time.Minute)
 			} else {
 				f, err := frames()
 				if err != nil {
@@ -401,9 +421,7 @@ func TestProbe_CountsHolders(t *testing.T) {
 	ctx := context.Background()
 	holder := a.manager(t, labConfig(30*time.Second))
 	observer := c.manager(t, labConfig(30*time.Second)) // same VIP, never claims
-	if err := holder.Claim(ctx, soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, holder, time.Minute)
 
 	macs, err := observer.Probe(ctx, 500*time.Millisecond)
 	if err != nil {
@@ -471,9 +489,7 @@ func TestConflictMonitor_ReportsSecondHolder(t *testing.T) {
 	ctx := context.Background()
 	holder := a.manager(t, labConfig(30*time.Second))
 	observer := c.manager(t, labConfig(30*time.Second))
-	if err := holder.Claim(ctx, soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, holder, time.Minute)
 	newMon := func(m *Manager, expected net.HardwareAddr) (*ConflictMonitor, chan ProbeReport) {
 		reports := make(chan ProbeReport, 64)
 		mon, err := NewConflictMonitor(m, MonitorConfig{
@@ -548,9 +564,7 @@ func TestRelease_StopsAnnouncements(t *testing.T) {
 	cfg := labConfig(30 * time.Second)
 	cfg.GARPRepeat, cfg.GARPInterval, cfg.Refresh = 50, 50*time.Millisecond, 100*time.Millisecond
 	m := a.manager(t, cfg)
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, m, time.Minute)
 	waitFor(t, 3*time.Second, func() bool { return len(seen.from(a.mac)) >= 4 }, "two announcements")
 	if err := m.Release(); err != nil {
 		t.Fatalf("Release: %v", err)
@@ -562,6 +576,21 @@ func TestRelease_StopsAnnouncements(t *testing.T) {
 	if after := len(seen.from(a.mac)); after != n {
 		t.Fatalf("%d more frames after Release returned; want none", after-n)
 	}
+	// Release closed the fence and removed the address, and either alone
+	// would silence a loop still running. Open the fence and put the
+	// address back by hand: only a burst or refresh that outlived Release
+	// could announce it now.
+	if m.fence == nil {
+		t.Fatal("no fence after Hold and Release")
+	}
+	if err := m.fence.SetDeadline(soon()); err != nil {
+		t.Fatal(err)
+	}
+	ipRun(t, "-n", a.name, "addr", "add", labVIP.String(), "dev", labIface)
+	time.Sleep(6 * cfg.GARPInterval)
+	if after := len(seen.from(a.mac)); after != n {
+		t.Fatalf("%d frames announced a hand-added VIP after Release; its loops should be gone", after-n)
+	}
 }
 
 func TestBurst_StopsWhenLeaseRunsOut(t *testing.T) {
@@ -572,13 +601,23 @@ func TestBurst_StopsWhenLeaseRunsOut(t *testing.T) {
 	cfg := labConfig(time.Second)
 	cfg.GARPRepeat, cfg.GARPInterval, cfg.Refresh = 100, 50*time.Millisecond, 100*time.Millisecond
 	m := a.manager(t, cfg)
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
+	holdFor(t, m, time.Second) // within the lifetime: the backstop is 1s
+	// Push the fence's deadline far out, so that only the address running
+	// out (the check before each announcement) can stop the burst and the
+	// refresh, not the fence dropping their frames.
+	if err := m.fence.SetDeadline(soon()); err != nil {
+		t.Fatal(err)
 	}
+	burst := m.burst
 	waitFor(t, 5*time.Second, func() bool {
 		held, _, err := m.Held()
 		return err == nil && !held
 	}, "the lease to run out")
+	select {
+	case <-burst.done:
+	case <-time.After(10 * cfg.GARPInterval):
+		t.Fatal("the burst goroutine still runs after the address ran out")
+	}
 	// At most one announcement was between its held-check and the wire.
 	time.Sleep(50 * time.Millisecond)
 	n := len(seen.from(a.mac))
@@ -599,9 +638,7 @@ func TestAnnounce_AndRefresh(t *testing.T) {
 	cfg.GARPRepeat = 2
 	m := a.manager(t, cfg)
 	ctx := context.Background()
-	if err := m.Claim(ctx, soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, m, time.Minute)
 	waitFor(t, 3*time.Second, func() bool { return len(seen.from(a.mac)) >= 4 }, "the claim burst")
 	// Epoch change: a fresh burst although nothing else changed.
 	if err := m.Announce(ctx); err != nil {
@@ -616,14 +653,12 @@ func TestAnnounce_AndRefresh(t *testing.T) {
 	cfg.GARPRepeat, cfg.Refresh = 1, 150*time.Millisecond
 	r := a.manager(t, cfg)
 	before := len(seen.from(a.mac))
-	if err := r.Claim(ctx, soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, r, time.Minute)
 	waitFor(t, 3*time.Second, func() bool { return len(seen.from(a.mac)) >= before+2*4 },
 		"the claim and three refreshes")
 }
 
-func TestClaim_IPv6UnsolicitedNeighbourAdvertisement(t *testing.T) {
+func TestHold_IPv6UnsolicitedNeighbourAdvertisement(t *testing.T) {
 	l := newLab(t, "a", "c")
 	a, c := l.node("a"), l.node("c")
 	vip := labVIP6.Addr()
@@ -634,9 +669,7 @@ func TestClaim_IPv6UnsolicitedNeighbourAdvertisement(t *testing.T) {
 	cfg := labConfig(30 * time.Second)
 	cfg.Addr, cfg.GARPRepeat, cfg.GARPInterval = labVIP6, 2, 100*time.Millisecond
 	m := a.manager(t, cfg)
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, m, 20*time.Second) // within the lifetime: the backstop is 30s
 	got := a.addrs(t, a.handle(t), vip)
 	if len(got) != 1 || got[0].ValidLft < 29 || got[0].ValidLft > 30 || got[0].Flags&unix.IFA_F_NODAD == 0 {
 		t.Fatalf("IPv6 VIP on the holder: %+v; want one address, valid_lft 30, nodad", got)
@@ -664,9 +697,7 @@ func TestLease_IPv6KernelRemovesAddressWithoutRenewal(t *testing.T) {
 	cfg := labConfig(time.Second)
 	cfg.Addr = labVIP6
 	m := l.node("a").manager(t, cfg)
-	if err := m.Claim(context.Background(), soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, m, time.Second) // within the lifetime: the backstop is 1s
 	start := time.Now()
 	waitFor(t, 5*time.Second, func() bool {
 		held, _, err := m.Held()
@@ -683,9 +714,7 @@ func TestProbe_IgnoresAnnouncementsThatAreNotAnswers(t *testing.T) {
 	ctx := context.Background()
 	holder := a.manager(t, labConfig(30*time.Second))
 	observer := c.manager(t, labConfig(30*time.Second))
-	if err := holder.Claim(ctx, soon()); err != nil {
-		t.Fatalf("Claim: %v", err)
-	}
+	holdFor(t, holder, time.Minute)
 	// While the observer probes, b (which does not hold the VIP) sends
 	// gratuitous ARPs for it, as a new holder does a few ms after a
 	// planned handover.

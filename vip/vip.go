@@ -22,10 +22,10 @@ var (
 	// MonitorConfig; the message names the bad field and value.
 	ErrInvalidConfig = errors.New("invalid vip config")
 
-	// ErrStaleConfirmation is returned by Claim and Renew when the caller's
-	// notAfter instant had passed before the address was written, or passed
-	// while it was being written (the address is then removed again), and
-	// by Hold when its deadline had passed (Hold then holds nothing).
+	// ErrStaleConfirmation is returned by Hold when its deadline is not
+	// positive, had passed before the address was written, or passed while
+	// it was being written (the address is then removed again): Hold then
+	// holds nothing.
 	ErrStaleConfirmation = errors.New("leadership confirmation too old to touch the vip")
 
 	// ErrFence is returned (wrapped, with the reason) by Hold when the
@@ -37,7 +37,7 @@ var (
 	// interface: a host that does not hold the VIP must not announce it.
 	ErrNotHeld = errors.New("vip not held on this host")
 
-	// ErrAnnounce is returned (wrapped) by Claim and Announce when the first
+	// ErrAnnounce is returned (wrapped) by Hold and Announce when the first
 	// gratuitous ARP or neighbour advertisement could not be sent. The address
 	// stays in place and the remaining repeats are still attempted.
 	ErrAnnounce = errors.New("announce vip")
@@ -137,12 +137,15 @@ type Config struct {
 	// Assignment is the address and interface this Manager looks after.
 	Assignment
 
-	// Lifetime is the kernel-enforced lease of the address: Claim and Renew
-	// install it with valid_lft = preferred_lft = Lifetime, and the kernel
-	// deletes the address once that much time passes without a renewal. The
-	// kernel counts whole seconds, so Lifetime is rounded up to a whole
-	// second (see RoundLifetime). Required: there is no safe default,
-	// because the right value follows from the caller's leadership timings.
+	// Lifetime is the kernel-enforced backstop lifetime of the address:
+	// Hold installs it with valid_lft = preferred_lft = Lifetime, or the
+	// time left to Hold's deadline if that is longer, and the kernel
+	// deletes the address once that much time passes without another Hold
+	// (the fence stops the VIP's traffic at the deadline already; the
+	// lifetime cleans up after a crash). The kernel counts whole seconds,
+	// so Lifetime is rounded up to a whole second (see RoundLifetime).
+	// Required: there is no safe default, because the right value follows
+	// from the caller's leadership timings.
 	Lifetime time.Duration
 
 	// GARPRepeat is how many announcements (each a gratuitous ARP request

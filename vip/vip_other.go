@@ -31,12 +31,6 @@ func (m *Manager) Assignment() Assignment { return Assignment{} }
 // Held returns ErrNotSupported.
 func (m *Manager) Held() (bool, time.Duration, error) { return false, 0, ErrNotSupported }
 
-// Claim returns ErrNotSupported.
-func (m *Manager) Claim(context.Context, time.Time) error { return ErrNotSupported }
-
-// Renew returns ErrNotSupported.
-func (m *Manager) Renew(context.Context, time.Time) error { return ErrNotSupported }
-
 // Prepare returns ErrNotSupported.
 func (m *Manager) Prepare() error { return ErrNotSupported }
 
