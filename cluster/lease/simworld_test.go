@@ -131,6 +131,7 @@ type simNode struct {
 
 	// Targeted faults.
 	pauseAfterSend  int64         // pause this long right after the next round is sent
+	pauseWhenHeld   bool          // ... the next round sent while the fence is open
 	crashAfterGrant bool          // crash right after the next grant is sent
 	slowReleases    bool          // this run's releases arrive late
 	isolateAfter    time.Duration // cut off once it holds a lease of this length
@@ -245,6 +246,9 @@ func newWorld(seed uint64, bugs Bugs, traceN int) *world {
 	for i := range w.nodes {
 		n := &simNode{idx: i, name: simNames[i], gpu: i < 2, up: true, eligible: true, healthy: true}
 		n.ppm = r.Int64N(2*simPPM+1) - simPPM
+		if r.IntN(2) == 0 {
+			n.ppm = simPPM * (2*r.Int64N(2) - 1) // the fastest or the slowest clock allowed
+		}
 		n.off = int64(time.Minute) + r.Int64N(int64(1000*time.Hour))
 		n.wallOff = int64(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).UnixNano()) + r.Int64N(int64(time.Second)) - int64(500*time.Millisecond)
 		n.state.params = DefaultParams()
@@ -501,8 +505,8 @@ func (w *world) tickAt(n *simNode, hv HolderView, now Time) {
 		w.tracef("%s tick at %v: view %s@%d stopping=%v fence=%v(set %v) send %d", n.name, now, hv.Active, hv.Epoch, hv.Stopping, out.Deadline, out.SetFence, len(out.Send))
 	}
 	pauseAfter := n.pauseAfterSend
-	if pauseAfter > 0 && len(out.Send) > 0 && !out.Send[0].Req.Release {
-		n.pauseAfterSend = 0
+	if pauseAfter > 0 && len(out.Send) > 0 && !out.Send[0].Req.Release && (!n.pauseWhenHeld || n.fenceOpen(w.now)) {
+		n.pauseAfterSend, n.pauseWhenHeld = 0, false
 	} else {
 		pauseAfter = 0
 	}
@@ -611,7 +615,7 @@ func (w *world) sendRequest(n *simNode, e Envelope) {
 	req := e.Req
 	if req.Release && n.slowReleases {
 		// The runner gave up on it, but the request still gets there.
-		w.at(int64(50*time.Millisecond)+w.rng.Int64N(int64(time.Second)), to, -1, "release (late)", func() { w.voterHandle(w.nodes[to], req) })
+		w.at(int64(50*time.Millisecond)+w.rng.Int64N(int64(600*time.Millisecond)), to, -1, "release (late)", func() { w.voterHandle(w.nodes[to], req) })
 		return
 	}
 	w.send(n.idx, to, "request", func(v *simNode) { w.readClock(v, func(now Time) { w.remoteVoter(v, n, req, now) }) })
@@ -1100,6 +1104,12 @@ func (w *world) drawFaults() {
 	if sum == 0 {
 		w.faultWeight[fFailover] = 1
 	}
+	// Half the seeds focus on one of the hard hand-offs: half their
+	// faults are that one.
+	if r.IntN(2) == 0 {
+		focus := []int{fDrill, fQuickRestart, fSettingsRace, fPauseInFlight, fCrashAfterGrant}
+		w.faultWeight[focus[r.IntN(len(focus))]] += max(sum, 1)
+	}
 }
 
 func (w *world) fault() {
@@ -1157,7 +1167,10 @@ func (w *world) fault() {
 				m.slowReleases = r.IntN(2) == 0
 				down := int64(10*time.Millisecond) + r.Int64N(int64(300*time.Millisecond))
 				w.stop(m, down)
-				w.later(down+r.Int64N(int64(time.Second)), -1, -1, "failover", func() {
+				// The restarted agent holds again, then pauses with a
+				// round in flight while its old releases arrive.
+				m.pauseAfterSend, m.pauseWhenHeld = int64(500*time.Millisecond)+r.Int64N(int64(3*time.Second)), true
+				w.later(down+r.Int64N(int64(1500*time.Millisecond)), -1, -1, "failover", func() {
 					w.operator(simEntry{kind: simMove, reason: "manual:failover"})
 				})
 			}
@@ -1215,12 +1228,23 @@ func (w *world) settingsRace() {
 	if w.leader != h.idx {
 		return
 	}
-	l := time.Second + time.Duration(r.Int64N(int64(MaxDuration-time.Second)))
-	p := Params{Duration: l, Drift: (l + 19) / 20, Renew: 5*time.Millisecond + time.Duration(r.Int64N(int64(l/20))), Retry: 5 * time.Millisecond}
 	if w.pending || !w.raftOK(h) {
 		return
 	}
 	w.catchUp(h, len(w.committed))
+	if cur := h.state.params; cur.Duration >= time.Second || cur.Drift > 30*time.Millisecond && r.IntN(2) == 0 {
+		// First a short lease with the least margin, so the next race
+		// starts from a small ε.
+		l := 100*time.Millisecond + time.Duration(r.Int64N(int64(500*time.Millisecond)))
+		p := Params{Duration: l, Drift: (l + 19) / 20, Renew: l / 4, Retry: l / 20}
+		w.propose(h, simEntry{kind: simSettings, params: p, wall: w.now + h.wallOff})
+		return
+	}
+	l := MaxDuration
+	if r.IntN(2) == 0 {
+		l = time.Second + time.Duration(r.Int64N(int64(MaxDuration-time.Second)))
+	}
+	p := Params{Duration: l, Drift: (l + 19) / 20, Renew: 5*time.Millisecond + time.Duration(r.Int64N(int64(l/20))), Retry: 5 * time.Millisecond}
 	w.propose(h, simEntry{kind: simSettings, params: p, wall: w.now + h.wallOff})
 	h.isolateAfter = l
 	w.tracef("fault: settings race on %s", h.name)
@@ -1233,6 +1257,15 @@ func (w *world) isolate(n *simNode) {
 		}
 	}
 	w.tracef("fault: %s isolated", n.name)
+	// The operator moves the role away as soon as the others can commit.
+	epoch := w.lastEpoch
+	for i := range 10 {
+		w.later(int64(i)*int64(200*time.Millisecond), -1, -1, "failover", func() {
+			if w.lastEpoch == epoch && w.leader >= 0 && w.leader != n.idx {
+				w.operator(simEntry{kind: simMove, reason: "manual:failover"})
+			}
+		})
+	}
 }
 
 // drill is the hardest hand-off: the GPU nodes cut from each other, the
@@ -1285,7 +1318,7 @@ func (w *world) heal() {
 		}
 	}
 	for _, n := range w.nodes {
-		n.pauseAfterSend, n.crashAfterGrant, n.healthy, n.isolateAfter = 0, false, true, 0
+		n.pauseAfterSend, n.pauseWhenHeld, n.crashAfterGrant, n.healthy, n.isolateAfter = 0, false, false, true, 0
 		if n.up && n.stopping {
 			w.crash(n, false, 0, "stopped") // the agent was exiting
 		}
