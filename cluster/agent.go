@@ -200,7 +200,7 @@ func Start(cfg Config) (_ *Agent, err error) {
 		fsm: node.fsm, raft: node.raft, raftTimings: cfg.Node.Raft, applyTimeout: cfg.ApplyTimeout,
 		settings: a.settings, ownHealth: a.ownHealth, peerHealth: a.gossipHealth,
 		voters: a.voterNames, ownReport: a.lease.report, otherReports: a.otherReports,
-		commit: a.applyLocal, workload: cfg.Workload, onSettings: cfg.OnSettings,
+		commit: a.applyAndSpread, workload: cfg.Workload, onSettings: cfg.OnSettings,
 		vip: a.lease.currentVIP, probeVIP: cfg.ProbeVIP, vipIface: cfg.Node.VIPInterface, recordEvent: a.recordEvent,
 	})
 	a.leaseDone = make(chan struct{})
@@ -465,6 +465,22 @@ func (a *Agent) applyLocal(data []byte) error {
 	}
 	if res.Err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRequest, res.Err)
+	}
+	return nil
+}
+
+// applyAndSpread applies data (leader only), then appends a barrier, so
+// the followers learn at once that the entry is committed. hashicorp/raft
+// tells followers the commit index only with the next AppendEntries, and
+// an idle leader sends one only after CommitTimeout (50 ms): a new active
+// node or an old holder that must release would apply the move that much
+// later. Used for the entries that move the active role.
+func (a *Agent) applyAndSpread(data []byte) error {
+	if err := a.applyLocal(data); err != nil {
+		return err
+	}
+	if err := a.node.raft.Barrier(a.cfg.ApplyTimeout).Error(); err != nil {
+		a.log.Debug("barrier after a move", "error", err)
 	}
 	return nil
 }

@@ -221,7 +221,7 @@ func (a *Agent) failover(ctx context.Context, req FailoverRequest, reason string
 	if err != nil {
 		return FailoverResponse{}, err
 	}
-	if err := a.applyLocal(data); err != nil {
+	if err := a.applyAndSpread(data); err != nil {
 		return FailoverResponse{}, fmt.Errorf("record failover: %w", err)
 	}
 	resp := FailoverResponse{From: st.Active.Node, To: req.To, Epoch: cmd.Epoch, CommittedMs: ms(time.Since(begin))}

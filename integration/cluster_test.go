@@ -90,6 +90,14 @@ func TestCluster_OperatorFlow(t *testing.T) {
 	if strings.Contains(tok, "\n") || !strings.HasPrefix(tok, "nbha1.") {
 		t.Fatalf("token create printed %q, want the token alone", tok)
 	}
+	// The name is a current member's until it is removed.
+	if _, err := l.cli(w, "join", n2.ip, "--token", tok, "--name", "witness", "--role", "witness", "--advertise", w.ip, "--data-dir", w.dataDir); err == nil || !strings.Contains(err.Error(), "current member") {
+		t.Fatalf("join under a current member's name: %v, want a refusal", err)
+	}
+	if err := os.RemoveAll(w.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	l.mustCLI(n2, "remove", "witness", "--data-dir", n2.dataDir)
 	l.mustCLI(w, "join", n2.ip, "--token", tok, "--name", "witness", "--role", "witness", "--advertise", w.ip, "--data-dir", w.dataDir)
 	l.startAgent(w)
 	for _, h := range []*host{n1, n2, w} {

@@ -227,7 +227,7 @@ func (l *lab) cleanup() {
 		}
 	}
 	for _, h := range l.hosts {
-		if l.t.Failed() {
+		if l.t.Failed() || os.Getenv("LAB_LOGS") != "" {
 			if b, err := os.ReadFile(h.logPath); err == nil {
 				l.t.Logf("---- log of %s ----\n%s", h.name, tail(string(b), 60))
 			}
