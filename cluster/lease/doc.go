@@ -14,7 +14,8 @@
 //     applied state names X, a GPU node, active at e, and no grant it gave
 //     another node may still be live. It measures the grant on its own
 //     clock from the moment it receives the request, keeps it live for
-//     L + ε (ε covers clock-rate drift), drops it when X says it released,
+//     L + max(ε, L/20) (the margin covers clock-rate drift), drops it when
+//     X says it released (naming the round it was granted in),
 //     and grants nothing for a quarantine after it starts.
 //   - The holder reads its clock (t_s) before it sends a round, counts only
 //     grants that echo the round's nonce and its epoch, and with a majority
