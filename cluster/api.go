@@ -71,7 +71,7 @@ func (a *Agent) self() SelfReport {
 	var term, applied uint64
 	fmt.Sscan(st["term"], &term)
 	fmt.Sscan(st["applied_index"], &applied)
-	healthy, why := a.ownHealth()
+	healthy, why, _ := a.ownHealth()
 	rep := SelfReport{Name: a.Name(), Role: a.cfg.Node.Role, Raft: a.RaftState(), Leader: a.Leader(), Term: term, AppliedIndex: applied,
 		HoldsVIP: a.lease.holdsVIP(), Lease: a.lease.state(), Healthy: healthy, HealthReason: why, Blocked: a.ctl.blockedReason()}
 	rep.VIPConflict, _ = a.ctl.conflictState()
@@ -81,15 +81,17 @@ func (a *Agent) self() SelfReport {
 	return rep
 }
 
-// ownHealth is this node's verdict on its own service.
-func (a *Agent) ownHealth() (bool, string) {
+// ownHealth is this node's verdict on its own service; pending is true
+// while it has none yet.
+func (a *Agent) ownHealth() (ok bool, why string, pending bool) {
 	if a.cfg.Node.Role != fsm.RoleGPU {
-		return false, "a witness does not serve"
+		return false, "a witness does not serve", false
 	}
 	if a.cfg.Health == nil {
-		return true, ""
+		return true, "", false
 	}
-	return a.cfg.Health.Healthy()
+	ok, why = a.cfg.Health.Healthy()
+	return ok, why, !ok && a.cfg.Health.Pending()
 }
 
 func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -63,6 +63,10 @@ type HealthReporter interface {
 	// Healthy returns the verdict and, when unhealthy, why (for example
 	// "http:health", with " (drill)" when a drill forced it).
 	Healthy() (bool, string)
+	// Pending is true while there is no verdict yet (the checks are not
+	// configured, or none has passed rise or fall since it started): the
+	// controller then neither moves the role away from this node nor to it.
+	Pending() bool
 	// Detail is the full report (checks, GPU telemetry) shown in status.
 	Detail() any
 }
@@ -88,7 +92,7 @@ type ctlDeps struct {
 	settings     func() Settings
 	// ownHealth is this node's verdict; peerHealth what gossip says of
 	// the others.
-	ownHealth  func() (bool, string)
+	ownHealth  func() (ok bool, why string, pending bool)
 	peerHealth func() map[string]lease.NodeHealth
 	// voters names the voters; ownReport is this node's voter report,
 	// otherReports asks the other voters for theirs.
@@ -238,8 +242,8 @@ func (c *controller) decide(ctx context.Context, settings Settings) time.Duratio
 	}
 	slices.Sort(sit.GPUNodes)
 	if d.role == fsm.RoleGPU {
-		ok, why := d.ownHealth()
-		sit.Health[d.name] = lease.NodeHealth{Known: true, Healthy: ok, Reason: why}
+		ok, why, pending := d.ownHealth()
+		sit.Health[d.name] = lease.NodeHealth{Known: !pending, Healthy: ok, Reason: why}
 	}
 	own := d.ownReport()
 	sit.Reports = []lease.Report{own}
@@ -304,6 +308,11 @@ func (c *controller) blockedReason() string {
 // timeouts.
 func (c *controller) settingsChanged(s Settings) {
 	raw := string(c.d.fsm.SettingsRaw())
+	if raw == "" {
+		// Nothing applied yet (a node that has just joined and not caught
+		// up): defaults now would run no checks and call the node healthy.
+		return
+	}
 	c.mu.Lock()
 	same := raw == c.lastRaw && c.lastRaw != ""
 	c.lastRaw = raw

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,6 +168,13 @@ func (h *fakeHealth) Detail() any {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return map[string]string{"fake": h.bad}
+}
+
+// Pending is true while bad starts with "pending:" (no verdict yet).
+func (h *fakeHealth) Pending() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.HasPrefix(h.bad, "pending:")
 }
 
 func (h *fakeHealth) Healthy() (bool, string) {

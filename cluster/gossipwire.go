@@ -20,8 +20,10 @@ import (
 type gossipState struct {
 	Healthy      bool   `json:"healthy"`
 	HealthReason string `json:"health_reason,omitempty"`
-	Health       any    `json:"health,omitempty"`
-	HoldsVIP     bool   `json:"holds_vip"`
+	// Pending: no verdict yet (just started); not a reason to move.
+	Pending  bool `json:"pending,omitempty"`
+	Health   any  `json:"health,omitempty"`
+	HoldsVIP bool `json:"holds_vip"`
 }
 
 // startGossip joins the encrypted gossip cluster. Every state is signed
@@ -63,7 +65,7 @@ func (a *Agent) gossipLoop() {
 	var lastOK bool
 	var lastWhy string
 	for {
-		ok, why := a.ownHealth()
+		ok, why, _ := a.ownHealth()
 		if time.Since(last) >= 500*time.Millisecond || ok != lastOK || why != lastWhy {
 			a.publishGossip()
 			a.joinGossip()
@@ -78,8 +80,8 @@ func (a *Agent) gossipLoop() {
 }
 
 func (a *Agent) publishGossip() {
-	healthy, why := a.ownHealth()
-	s := gossipState{Healthy: healthy, HealthReason: why, HoldsVIP: a.lease.holdsVIP()}
+	healthy, why, pending := a.ownHealth()
+	s := gossipState{Healthy: healthy, HealthReason: why, Pending: pending, HoldsVIP: a.lease.holdsVIP()}
 	if a.cfg.Health != nil {
 		s.Health = a.cfg.Health.Detail()
 	}
@@ -204,7 +206,7 @@ var errNotMember = errors.New("origin is not a current member")
 func (a *Agent) gossipHealth() map[string]lease.NodeHealth {
 	out := map[string]lease.NodeHealth{}
 	for name, g := range a.gossipView() {
-		if name != a.Name() && g.Alive && g.HasState {
+		if name != a.Name() && g.Alive && g.HasState && !g.State.Pending {
 			out[name] = lease.NodeHealth{Known: true, Healthy: g.State.Healthy, Reason: g.State.HealthReason}
 		}
 	}

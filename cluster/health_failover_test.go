@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +129,29 @@ func TestSettings_RaftTimeoutsApplyAtRunTime(t *testing.T) {
 			t.Errorf("%q: err = %v", bad, err)
 		}
 	}
+}
+
+// A node without a verdict yet (its checks just started) is no reason to
+// move the role away from it, and no node to move the role to: the
+// start-up flap this prevents was node1 named active with no checks
+// loaded, then moved to node2 while node1's first check had not run.
+func TestController_PendingHealthNeitherMovesNorIsChosen(t *testing.T) {
+	c := newVIPCluster(t)
+	c.health["node1"].set("pending:http:service")
+	c.stays("node1", time.Second)
+	c.health["node1"].set("")
+	c.health["node2"].set("pending:http:service")
+	if _, err := c.client("witness").Failover(context.Background(), FailoverRequest{To: "node2"}); err == nil {
+		t.Fatal("a planned failover to a node without a verdict succeeded")
+	}
+	waitFor(t, 10*time.Second, "the leader to see over gossip that node2 has no verdict", func() error {
+		if h, ok := c.nodes["node1"].agent.gossipHealth()["node2"]; ok {
+			return fmt.Errorf("node2 known: %+v", h)
+		}
+		return nil
+	})
+	c.health["node1"].set("http:service")
+	c.stays("node1", time.Second) // node2 has no verdict: not a target
+	c.health["node2"].set("")
+	c.waitHolder("node2")
 }

@@ -28,7 +28,7 @@ func (a *Agent) writeMetrics(w io.Writer) {
 	counter := func(name, help string, v any) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %v\n", name, help, name, name, v)
 	}
-	healthy, _ := a.ownHealth()
+	healthy, _, _ := a.ownHealth()
 	conflict, conflicts := a.ctl.conflictState()
 	gauge("newbieha_raft_leader", "1 if this node is the Raft leader.", b(a.IsLeader()))
 	gauge("newbieha_active", "1 if the replicated state names this node active.", b(st.Active.Node == a.Name()))

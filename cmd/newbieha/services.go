@@ -261,6 +261,28 @@ func (v *services) Healthy() (bool, string) {
 	return false, why
 }
 
+// Pending implements cluster.HealthReporter: no verdict yet, because the
+// checks are not configured or a required one has not reached rise or
+// fall since it started (all that keeps the node from healthy is unknown).
+func (v *services) Pending() bool {
+	v.mu.Lock()
+	r := v.runner
+	v.mu.Unlock()
+	if r == nil {
+		return true
+	}
+	rep := r.Report()
+	if rep.Healthy {
+		return false
+	}
+	for _, c := range rep.Checks {
+		if c.Required && c.Status != health.StatusPassing && c.Status != health.StatusUnknown {
+			return false
+		}
+	}
+	return true
+}
+
 // Detail implements cluster.HealthReporter.
 func (v *services) Detail() any {
 	v.mu.Lock()
