@@ -91,9 +91,17 @@ func (f *failoverLab) watch(args ...string) (wait func() watchReport) {
 		}
 		return nil
 	})
+	finish := 90 * time.Second
+	for i, a := range args {
+		if a == "--duration" && i+1 < len(args) {
+			if d, err := time.ParseDuration(args[i+1]); err == nil && d+60*time.Second > finish {
+				finish = d + 60*time.Second
+			}
+		}
+	}
 	return func() watchReport {
 		t.Helper()
-		waitFor(t, 90*time.Second, "vipwatch to finish", func() error {
+		waitFor(t, finish, "vipwatch to finish", func() error {
 			if err := cmd.Process.Signal(syscall.Signal(0)); err == nil {
 				return fmt.Errorf("running")
 			}
