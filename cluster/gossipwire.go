@@ -53,11 +53,11 @@ func (a *Agent) startGossip() error {
 	return nil
 }
 
-// gossipLoop publishes this node's state every 500 ms (unchanged states
-// cost nothing: gossip drops equal blobs), and at once when its health
-// verdict changes (checked every 100 ms: a health-driven failover should
-// not wait for the next round), and joins members it does not see yet,
-// from their addresses in the replicated state.
+// gossipLoop publishes this node's state every 2 s (telemetry for status;
+// each publication is signed and checked by every peer), and at once when
+// its health verdict changes (checked every 100 ms: a health-driven
+// failover should not wait for the next round), and joins members it does
+// not see yet, from their addresses in the replicated state.
 func (a *Agent) gossipLoop() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
@@ -66,7 +66,7 @@ func (a *Agent) gossipLoop() {
 	var lastWhy string
 	for {
 		ok, why, _ := a.ownHealth()
-		if time.Since(last) >= 500*time.Millisecond || ok != lastOK || why != lastWhy {
+		if time.Since(last) >= 2*time.Second || ok != lastOK || why != lastWhy {
 			a.publishGossip()
 			a.joinGossip()
 			last, lastOK, lastWhy = time.Now(), ok, why
