@@ -129,13 +129,12 @@ type controller struct {
 	conflicts uint64 // probes that found a conflict
 	lastRaw   string // settings last handed to OnSettings
 
-	wake       chan struct{}
 	stopped    chan struct{} // closed when run returns
 	settingsCh chan Settings // newest settings for OnSettings (capacity 1)
 }
 
 func newController(d ctlDeps) *controller {
-	return &controller{d: d, wake: make(chan struct{}, 1), stopped: make(chan struct{}), settingsCh: make(chan Settings, 1)}
+	return &controller{d: d, stopped: make(chan struct{}), settingsCh: make(chan Settings, 1)}
 }
 
 // settingsLoop calls OnSettings, off the controller loop, until ctx ends.
@@ -147,14 +146,6 @@ func (c *controller) settingsLoop(ctx context.Context) {
 		case s := <-c.settingsCh:
 			c.d.onSettings(s)
 		}
-	}
-}
-
-// poke asks the loop to run a step soon.
-func (c *controller) poke() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
 	}
 }
 
@@ -179,7 +170,6 @@ func (c *controller) run(ctx context.Context) {
 			return
 		case <-obsCh:
 		case <-changed:
-		case <-c.wake:
 		case <-t.C:
 		}
 		t.Stop()

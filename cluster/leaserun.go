@@ -58,7 +58,6 @@ type leaseRunner struct {
 	// crashed, set only by tests, makes stop do nothing at all, as if the
 	// process had died: no release is sent and the fence stays as it is.
 	crashed  atomic.Bool
-	wake     chan struct{}
 	sends    sync.WaitGroup
 	inflight sync.Map // voter name -> *atomic.Int32
 
@@ -68,7 +67,7 @@ type leaseRunner struct {
 
 func newLeaseRunner(name string, gpu bool, log hclog.Logger, clock func() time.Duration, env leaseEnv, newVIP VIPFactory) *leaseRunner {
 	now := clock()
-	r := &leaseRunner{name: name, gpu: gpu, log: log, clock: clock, env: env, newVIP: newVIP, wake: make(chan struct{}, 1)}
+	r := &leaseRunner{name: name, gpu: gpu, log: log, clock: clock, env: env, newVIP: newVIP}
 	r.voter = lease.NewVoter(name, now, env.holderView().Params.Drift)
 	if gpu {
 		var b [8]byte
@@ -76,14 +75,6 @@ func newLeaseRunner(name string, gpu bool, log hclog.Logger, clock func() time.D
 		r.holder = lease.NewHolder(name, binary.LittleEndian.Uint64(b[:]))
 	}
 	return r
-}
-
-// poke asks for a tick soon.
-func (r *leaseRunner) poke() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
 }
 
 // run ticks until ctx ends, then releases: the fence is closed and the
@@ -99,7 +90,6 @@ func (r *leaseRunner) run(ctx context.Context) {
 			r.stop()
 			return
 		case <-ch:
-		case <-r.wake:
 		case <-t.C:
 		}
 		t.Stop()
@@ -302,11 +292,6 @@ func (r *leaseRunner) state() LeaseState {
 	}
 	s.Quarantine = Duration(r.voter.Report(now, r.env.view()).Quarantine)
 	return s
-}
-
-// holding reports whether this node's fence is open now.
-func (r *leaseRunner) holding() bool {
-	return r.state().Left > 0
 }
 
 // holdsVIP reports whether the VIP address is on this host now.

@@ -228,8 +228,8 @@ func (a *Agent) failover(ctx context.Context, req FailoverRequest, reason string
 	a.log.Info("planned failover committed", "from", st.Active.Node, "to", req.To, "epoch", cmd.Epoch, "reason", reason)
 	// Report when the target holds its lease; a cluster without a VIP or
 	// a slow target is not an error: the entry is committed.
-	wait := 2*(a.settings().Timings.Lease().Duration+a.settings().Timings.Lease().Drift) + time.Second
-	deadline := time.Now().Add(wait)
+	p := a.settings().Timings.Lease()
+	deadline := time.Now().Add(2*(p.Duration+p.Drift) + time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if s, err := a.selfOf(ctx, req.To); err == nil && s.Lease.Epoch >= cmd.Epoch && s.Lease.Left > 0 {
 			resp.HeldMs = ms(time.Since(begin))
