@@ -243,8 +243,13 @@ func (c *controller) decide(ctx context.Context, settings Settings) time.Duratio
 			// the others before calling it lost (it may only be cut off
 			// from us).
 			// Enough: the silent reports (ours included) make a majority.
+			// Ask for at most half a renewal interval: a voter that is
+			// gone does not answer at all, and one whose silence has not
+			// quite reached L yet is asked again at the next step; waiting
+			// longer for the gone one delayed host-loss failovers by the
+			// whole timeout (measured 1.07 s instead of 0.56 s).
 			need := lease.Majority(sit.Voters) - 1
-			sit.Reports = append(sit.Reports, d.otherReports(ctx, p.Duration, func(rs []lease.Report) bool {
+			sit.Reports = append(sit.Reports, d.otherReports(ctx, max(p.Renew/2, 10*time.Millisecond), func(rs []lease.Report) bool {
 				n := 0
 				for _, r := range rs {
 					if r.Active == sit.Active && r.Epoch == sit.Epoch && r.Silent >= p.Duration {
