@@ -123,7 +123,7 @@ type controller struct {
 	mu        sync.Mutex
 	wasLeader bool
 	caughtUp  bool // a barrier succeeded since this node became leader
-	lastErr   string
+	errs      repeatLog
 	blocked   string // why the leader does not move the active role
 	conflict  string // the last VIP conflict seen by probing, "" if none
 	conflicts uint64 // probes that found a conflict
@@ -352,16 +352,7 @@ func (c *controller) reloadRaft(t Timings) {
 	c.d.log.Info("raft timeouts changed", "heartbeat", hb, "election", el)
 }
 
-func (c *controller) setErr(err error) {
-	c.mu.Lock()
-	msg := err.Error()
-	repeat := msg == c.lastErr
-	c.lastErr = msg
-	c.mu.Unlock()
-	if !repeat {
-		c.d.log.Warn("controller", "error", msg)
-	}
-}
+func (c *controller) setErr(err error) { c.errs.warn(c.d.log, "controller", err) }
 
 // checkConflict probes who answers for the VIP: a holder must hear nobody
 // else; a node that does not hold it (a standby, the witness) must hear at

@@ -61,8 +61,7 @@ type leaseRunner struct {
 	sends    sync.WaitGroup
 	inflight sync.Map // voter name -> *atomic.Int32
 
-	errMu   sync.Mutex
-	lastErr string
+	errs repeatLog
 }
 
 func newLeaseRunner(name string, gpu bool, log hclog.Logger, clock func() time.Duration, env leaseEnv, newVIP VIPFactory) *leaseRunner {
@@ -349,13 +348,4 @@ func (r *leaseRunner) ensureVIP() error {
 	return nil
 }
 
-func (r *leaseRunner) setErr(err error) {
-	r.errMu.Lock()
-	msg := err.Error()
-	repeat := msg == r.lastErr
-	r.lastErr = msg
-	r.errMu.Unlock()
-	if !repeat {
-		r.log.Warn("lease", "error", msg)
-	}
-}
+func (r *leaseRunner) setErr(err error) { r.errs.warn(r.log, "lease", err) }
