@@ -132,6 +132,9 @@ type Agent struct {
 	voters   []string
 	votersAt time.Time
 
+	gossipMu      sync.Mutex
+	gossipDecoded map[string]gossipMember // by name, as of its UpdatedAt
+
 	settingsMu  sync.Mutex
 	settingsRaw string
 	settingsVal Settings

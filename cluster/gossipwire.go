@@ -116,14 +116,26 @@ func (a *Agent) joinGossip() {
 	}
 }
 
-// gossipView returns each member's gossip view by name.
+// gossipView returns each member's gossip view by name. A state is decoded
+// once per update (the leader's controller reads the view every renewal
+// interval; states change every few seconds).
 func (a *Agent) gossipView() map[string]gossipMember {
+	a.gossipMu.Lock()
+	defer a.gossipMu.Unlock()
+	if a.gossipDecoded == nil {
+		a.gossipDecoded = map[string]gossipMember{}
+	}
 	out := map[string]gossipMember{}
 	for _, m := range a.gossip.Members() {
-		gm := gossipMember{Alive: m.Alive, UpdatedAt: m.UpdatedAt}
-		if len(m.State) > 0 && json.Unmarshal(m.State, &gm.State) == nil {
-			gm.HasState = true
+		gm, ok := a.gossipDecoded[m.Name]
+		if !ok || !gm.UpdatedAt.Equal(m.UpdatedAt) {
+			gm = gossipMember{UpdatedAt: m.UpdatedAt}
+			if len(m.State) > 0 && json.Unmarshal(m.State, &gm.State) == nil {
+				gm.HasState = true
+			}
+			a.gossipDecoded[m.Name] = gm
 		}
+		gm.Alive = m.Alive
 		out[m.Name] = gm
 	}
 	return out

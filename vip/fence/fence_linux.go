@@ -61,7 +61,20 @@ type Fence struct {
 	progs        map[Direction]ebpf.ProgramID // last verified programs
 	createdQdisc bool                         // this Fence added the clsact qdisc
 	pinned       string                       // path of the map's pin, if any
+	names        map[Direction]string         // FilterName per direction, computed once
 }
+
+func newFence(cfg Config, h *netlink.Handle) *Fence {
+	f := &Fence{cfg: cfg, nl: h, progs: map[Direction]ebpf.ProgramID{}, names: map[Direction]string{}}
+	for _, dir := range directions {
+		// FilterName hashes the program; Verify runs on every renewal.
+		f.names[dir] = FilterName(dir, cfg.VIP)
+	}
+	return f
+}
+
+// filterName is FilterName(dir, f.cfg.VIP), computed when f was made.
+func (f *Fence) filterName(dir Direction) string { return f.names[dir] }
 
 // Install makes sure a fence for cfg.VIP is attached to cfg.Iface and
 // returns it. It is idempotent: if a fence of ours for that address is
@@ -95,7 +108,7 @@ func Install(cfg Config) (*Fence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("install vip fence for %s on %s: %w", cfg.VIP, cfg.Iface, err)
 	}
-	f := &Fence{cfg: cfg, nl: h, progs: map[Direction]ebpf.ProgramID{}}
+	f := newFence(cfg, h)
 	if err := f.install(); err != nil {
 		f.release()
 		return nil, fmt.Errorf("install vip fence for %s on %s: %w", cfg.VIP, cfg.Iface, err)
@@ -118,7 +131,7 @@ func Open(cfg Config) (*Fence, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open vip fence for %s on %s: %w", cfg.VIP, cfg.Iface, err)
 	}
-	f := &Fence{cfg: cfg, nl: h, progs: map[Direction]ebpf.ProgramID{}}
+	f := newFence(cfg, h)
 	if err := f.open(); err != nil {
 		f.release()
 		return nil, fmt.Errorf("open vip fence for %s on %s: %w", cfg.VIP, cfg.Iface, err)
@@ -463,7 +476,7 @@ func (f *Fence) install() (err error) {
 				have = &byHandle[keep][i]
 			}
 		}
-		if have != nil && have.f.DirectAction && have.f.Name == FilterName(dir, f.cfg.VIP) {
+		if have != nil && have.f.DirectAction && have.f.Name == f.filterName(dir) {
 			id := ebpf.ProgramID(have.f.Id)
 			if mid, err := progMap(id); err == nil && mid == f.mapID {
 				continue // already exactly what we would attach
@@ -595,7 +608,7 @@ func (f *Fence) attach(l netlink.Link, dir Direction, replace bool) error {
 			Protocol:  unix.ETH_P_ALL,
 		},
 		Fd:           p.FD(),
-		Name:         FilterName(dir, f.cfg.VIP),
+		Name:         f.filterName(dir),
 		DirectAction: true,
 	}
 	if replace {
@@ -773,7 +786,7 @@ func (f *Fence) verifyLocked() error {
 		return err
 	}
 	for _, dir := range directions {
-		name := FilterName(dir, f.cfg.VIP)
+		name := f.filterName(dir)
 		var found *netlink.BpfFilter
 		for _, o := range ours {
 			if o.dir == dir && o.f.Handle == f.handle && o.f.Priority == Priority && o.f.Name == name {
