@@ -116,6 +116,7 @@ func (a *Agent) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	a.audit(r, fmt.Sprintf("token create, role %s, valid %v", role, ttl))
 	writeJSON(w, http.StatusOK, TokenResponse{Token: tok, Expires: exp, Role: role})
 }
 
@@ -163,6 +164,7 @@ func (a *Agent) handleRemove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	a.audit(r, "remove "+req.Name)
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 

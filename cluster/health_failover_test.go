@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +155,45 @@ func TestController_PendingHealthNeitherMovesNorIsChosen(t *testing.T) {
 	c.stays("node1", time.Second) // node2 has no verdict: not a target
 	c.health["node2"].set("")
 	c.waitHolder("node2")
+}
+
+// Every operator action is an event in the replicated history with who did
+// it (root@NODE on the local socket), what and the reason given, recorded
+// once by the member that received the call, and readable on every member.
+func TestAudit_OperatorActionsAreEventsWithWhoAndWhy(t *testing.T) {
+	c := newVIPCluster(t)
+	ctx := context.Background()
+	cl := c.client("node2")
+	if _, err := cl.Failover(ctx, FailoverRequest{To: "node2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Maintenance(ctx, true, "manual:patching the driver"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.client("witness").CreateToken(ctx, time.Hour, "gpu"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"root@node2: failover node1 -> node2, epoch 2, force=false, reason manual:failover",
+		"root@node2: maintenance on=true, reason manual:patching the driver",
+		"root@witness: token create, role gpu, valid 1h0m0s",
+	}
+	for _, on := range []string{"node1", "node2", "witness"} {
+		waitFor(t, 10*time.Second, "the operator events on "+on, func() error {
+			ev, err := c.client(on).Events(ctx)
+			if err != nil {
+				return err
+			}
+			var got []string
+			for _, e := range ev {
+				if e.Kind == "operator" {
+					got = append(got, e.Detail)
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				return fmt.Errorf("operator events %q, want %q", got, want)
+			}
+			return nil
+		})
+	}
 }

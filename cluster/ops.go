@@ -161,6 +161,7 @@ func (a *Agent) handleTransferLeader(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	a.audit(r, "raft transfer-leader to "+req.To)
 	writeJSON(w, http.StatusOK, struct{}{})
 }
 
@@ -183,6 +184,7 @@ func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	a.audit(r, fmt.Sprintf("failover %s -> %s, epoch %d, force=%v, reason %s", resp.From, resp.To, resp.Epoch, req.Force, reason))
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -273,7 +275,24 @@ func (a *Agent) handleMaintenance(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	a.audit(r, fmt.Sprintf("maintenance on=%v, reason %s", req.On, req.Reason))
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// audit records an operator action as an "operator" event in the
+// replicated history: who (the operator certificate's name, or root@NODE
+// for the local socket), what, and the reason given. Only the member that
+// received the call records it; a forwarded copy would name the forwarding
+// node instead of the operator.
+func (a *Agent) audit(r *http.Request, what string) {
+	if r.Header.Get(forwardedHeader) != "" {
+		return
+	}
+	who := callerName(r)
+	if who == "" {
+		who = "root@" + a.Name()
+	}
+	a.recordEvent(r.Context(), "operator", who+": "+what)
 }
 
 // recordEvent commits an audit event about this node (best effort: a
@@ -336,6 +355,7 @@ func (a *Agent) handleConfigApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	a.audit(r, fmt.Sprintf("config apply (%d bytes of YAML)", len(req.YAML)))
 	writeJSON(w, http.StatusOK, ConfigResponse{YAML: req.YAML, Settings: s})
 }
 
