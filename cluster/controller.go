@@ -179,8 +179,8 @@ func (c *controller) run(ctx context.Context) {
 // step is one reconciliation; it returns when the next one is due.
 func (c *controller) step(ctx context.Context) time.Duration {
 	d := c.d
+	c.settingsChanged()
 	settings := d.settings()
-	c.settingsChanged(settings)
 	act, _ := d.fsm.ActiveView()
 	if d.workload != nil && d.role == fsm.RoleGPU {
 		d.workload.SetActive(act.Node == d.name)
@@ -300,8 +300,12 @@ func (c *controller) blockedReason() string {
 }
 
 // settingsChanged hands new settings to OnSettings and reloads Raft's
-// timeouts.
-func (c *controller) settingsChanged(s Settings) {
+// timeouts. It reads the document before it decodes the settings it hands
+// on: an entry applied in between then makes the next step see a new
+// document, instead of these settings (decoded from an older one) being
+// taken for the newer (a joining node once kept the defaults, no checks,
+// for good).
+func (c *controller) settingsChanged() {
 	raw := string(c.d.fsm.SettingsRaw())
 	if raw == "" {
 		// Nothing applied yet (a node that has just joined and not caught
@@ -315,6 +319,7 @@ func (c *controller) settingsChanged(s Settings) {
 	if same {
 		return
 	}
+	s := c.d.settings()
 	c.reloadRaft(s.Timings)
 	if c.d.onSettings != nil {
 		// Hand over on a channel that keeps only the newest: rebuilding
