@@ -90,33 +90,14 @@ func (a *Agent) Status(ctx context.Context) Status {
 		}()
 	}
 	wg.Wait()
-	// Health and telemetry come from gossip: every member's own report,
-	// spread to all (fresh within a few seconds), also when its API does
-	// not answer.
 	for i := range out.Members {
 		m := &out.Members[i]
 		if m.Name == a.Name() {
 			m.Alive = true // this agent answers, whatever gossip says of itself
 			continue
 		}
-		g, ok := view[m.Name]
-		if !ok {
-			continue
-		}
-		m.Alive = g.Alive
-		if g.HasState {
-			m.Healthy, m.HealthReason, m.Health = g.State.Healthy, g.State.HealthReason, g.State.Health
-			m.GossipAge = Duration(time.Since(g.UpdatedAt).Round(time.Millisecond))
-			switch {
-			case !g.Alive:
-				// A dead node's last report says nothing about now.
-				m.Healthy = false
-				m.HealthReason = fmt.Sprintf("not alive (last report %v ago)", time.Duration(m.GossipAge).Round(time.Second))
-			case m.Raft == RaftUnreachable:
-				// Alive but its API does not answer: the gossiped word
-				// on the VIP is the best there is.
-				m.HoldsVIP = g.State.HoldsVIP
-			}
+		if g, ok := view[m.Name]; ok {
+			mergeGossip(m, g, time.Now())
 		}
 	}
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
@@ -153,4 +134,30 @@ func memberAPIAddrs(st fsm.State, skip string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// mergeGossip adds what gossip says of a member to its status. A member
+// that answered over mutual TLS speaks for itself; gossip (every member's
+// signed report, fresh within a few seconds) fills in health, telemetry and
+// the VIP only for one whose API does not answer.
+func mergeGossip(m *MemberStatus, g gossipMember, now time.Time) {
+	m.Alive = g.Alive
+	if !g.HasState {
+		return
+	}
+	m.GossipAge = Duration(now.Sub(g.UpdatedAt).Round(time.Millisecond))
+	if m.Raft != RaftUnreachable {
+		m.Alive = true // it has just answered us
+		return
+	}
+	m.Healthy, m.HealthReason, m.Health = g.State.Healthy, g.State.HealthReason, g.State.Health
+	if !g.Alive {
+		// A dead node's last report says nothing about now.
+		m.Healthy = false
+		m.HealthReason = fmt.Sprintf("not alive (last report %v ago)", time.Duration(m.GossipAge).Round(time.Second))
+		return
+	}
+	// Alive but its API does not answer: the gossiped word on the VIP is
+	// the best there is.
+	m.HoldsVIP = g.State.HoldsVIP
 }
