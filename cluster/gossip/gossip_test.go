@@ -10,6 +10,7 @@ import (
 	"log"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -401,6 +402,11 @@ func TestOnChange_SlowCallbackBlocksNothing(t *testing.T) {
 		}
 	}
 	a, _ := newNode(t, "node1", "127.0.0.1", func(c *Config) { c.OnChange = onChange })
+	// Registered after newNode's Close, so it runs first: a failing test
+	// must not leave Close waiting for the stuck callback forever.
+	var once sync.Once
+	unstick := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unstick)
 	select {
 	case <-entered: // node1 joining itself is a change
 	case <-time.After(3 * time.Second):
@@ -422,12 +428,12 @@ func TestOnChange_SlowCallbackBlocksNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, 3*time.Second, func() error { return seesState([]*Gossip{a}, want) })
+		waitFor(t, 10*time.Second, func() error { return seesState([]*Gossip{a}, want) })
 	}
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("OnChange called %d times while the first call was stuck", n)
 	}
-	close(release)
+	unstick()
 	waitFor(t, 3*time.Second, func() error {
 		if calls.Load() < 2 {
 			return errors.New("no OnChange after the stuck one returned")
