@@ -98,6 +98,8 @@ func newPayload(t Type, v uint8) Command {
 		return &PruneTokens{}
 	case t == TypeRecordEvent && v == versionRecordEvent:
 		return &RecordEvent{}
+	case t == TypeRevokeToken && v == versionRevokeToken:
+		return &RevokeToken{}
 	}
 	return nil
 }
@@ -105,7 +107,7 @@ func newPayload(t Type, v uint8) Command {
 // knownTypes lists every type newPayload knows, in wire order.
 func knownTypes() []Type {
 	return []Type{TypeUpsertMember, TypeRemoveMember, TypeSetActive, TypeSetMaintenance,
-		TypeSetSettings, TypeCreateToken, TypePruneTokens, TypeRecordEvent}
+		TypeSetSettings, TypeCreateToken, TypePruneTokens, TypeRevokeToken, TypeRecordEvent}
 }
 
 // knownType reports whether this node knows t in some version.
@@ -121,7 +123,7 @@ func knownType(t Type) bool {
 // canonical returns c as a value of one of the package's command structs.
 func canonical(c Command) (Command, error) {
 	switch v := c.(type) {
-	case UpsertMember, RemoveMember, SetActive, SetMaintenance, SetSettings, CreateToken, PruneTokens, RecordEvent:
+	case UpsertMember, RemoveMember, SetActive, SetMaintenance, SetSettings, CreateToken, PruneTokens, RevokeToken, RecordEvent:
 		return v, nil
 	case *UpsertMember:
 		if v != nil {
@@ -148,6 +150,10 @@ func canonical(c Command) (Command, error) {
 			return *v, nil
 		}
 	case *PruneTokens:
+		if v != nil {
+			return *v, nil
+		}
+	case *RevokeToken:
 		if v != nil {
 			return *v, nil
 		}
@@ -187,9 +193,13 @@ func normalize(c Command) Command {
 	case CreateToken:
 		v.Token.CreatedAt = v.Token.CreatedAt.UTC()
 		v.Token.Expires = v.Token.Expires.UTC()
+		v.Token.RevokedAt = v.Token.RevokedAt.UTC()
 		return v
 	case PruneTokens:
 		v.Now = v.Now.UTC()
+		return v
+	case RevokeToken:
+		v.Time = v.Time.UTC()
 		return v
 	case RecordEvent:
 		v.Event.Time = v.Event.Time.UTC()

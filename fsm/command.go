@@ -26,6 +26,7 @@ const (
 	TypeSetSettings    Type = 5
 	TypeCreateToken    Type = 6
 	TypePruneTokens    Type = 7
+	TypeRevokeToken    Type = 9
 
 	// TypeRecordEvent carries IgnoreUnknownFlag: an event is an audit
 	// record that changes nothing the cluster acts on, so a node that
@@ -48,6 +49,13 @@ type Command interface {
 // wiped node that joins again under its old name).
 type UpsertMember struct {
 	Member Member `json:"member"`
+	// TokenID, when set, names the join token that admitted the member:
+	// Apply refuses the command unless that token exists and admits a
+	// join at Member.JoinedAt (not expired, revoked or used up), and
+	// spends one of its uses in the same step. Empty in entries written
+	// before use counts (COMPAT(v1)) and in records that no join wrote
+	// (init, a voter's own record): those spend nothing.
+	TokenID string `json:"token_id,omitempty"`
 }
 
 // RemoveMember removes a member by name.
@@ -89,6 +97,16 @@ type PruneTokens struct {
 	Now time.Time `json:"now"`
 }
 
+// RevokeToken withdraws a join token: it admits nothing from then on. The
+// record stays, marked revoked, until it expires and is pruned.
+type RevokeToken struct {
+	ID string `json:"id"`
+	// Time is when it was revoked, stamped by the proposer.
+	Time time.Time `json:"time"`
+	// By says who revoked it (an operator's name, root@NODE).
+	By string `json:"by"`
+}
+
 // RecordEvent appends an event to State.Events, dropping the oldest beyond
 // EventLimit. Event.Index is set by Apply to the entry's log index.
 type RecordEvent struct {
@@ -107,6 +125,7 @@ const (
 	versionCreateToken    uint8 = 1
 	versionPruneTokens    uint8 = 1
 	versionRecordEvent    uint8 = 1
+	versionRevokeToken    uint8 = 1
 )
 
 // String returns the command type's name, or "unknown(N)". The flag is
@@ -130,6 +149,8 @@ func (t Type) String() string {
 		return "PruneTokens"
 	case TypeRecordEvent:
 		return "RecordEvent"
+	case TypeRevokeToken:
+		return "RevokeToken"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -140,8 +161,21 @@ func (UpsertMember) Type() Type { return TypeUpsertMember }
 // Version returns the payload version this node writes.
 func (UpsertMember) Version() uint8 { return versionUpsertMember }
 
-// Validate checks the member's name, role, addresses and join time.
-func (c UpsertMember) Validate() error { return invalid(validateMember(c.Member)) }
+// Validate checks the member's name, role, addresses and join time, and a
+// token id when one is given (then the join time is required: it is the
+// time the token is judged at).
+func (c UpsertMember) Validate() error {
+	if err := validateMember(c.Member); err != nil {
+		return invalid(err)
+	}
+	if c.TokenID == "" {
+		return nil
+	}
+	if !validTokenID(c.TokenID) {
+		return invalid(fmt.Errorf("token_id %q: want ^[a-z0-9]{6}$", c.TokenID))
+	}
+	return invalid(checkTime("member "+c.Member.Name+": joined_at (with token_id)", c.Member.JoinedAt, true))
+}
 
 // Type returns TypeRemoveMember.
 func (RemoveMember) Type() Type { return TypeRemoveMember }
@@ -223,6 +257,24 @@ func (PruneTokens) Version() uint8 { return versionPruneTokens }
 
 // Validate checks that Now is set.
 func (c PruneTokens) Validate() error { return invalid(checkTime("now", c.Now, true)) }
+
+// Type returns TypeRevokeToken.
+func (RevokeToken) Type() Type { return TypeRevokeToken }
+
+// Version returns the payload version this node writes.
+func (RevokeToken) Version() uint8 { return versionRevokeToken }
+
+// Validate checks the id, that the time is set and that By is not empty.
+// Whether the token exists depends on the state: Apply checks it.
+func (c RevokeToken) Validate() error {
+	if !validTokenID(c.ID) {
+		return invalid(fmt.Errorf("id %q: want ^[a-z0-9]{6}$", c.ID))
+	}
+	if err := checkTime("time", c.Time, true); err != nil {
+		return invalid(err)
+	}
+	return invalid(checkReason("by", c.By))
+}
 
 // Type returns TypeRecordEvent.
 func (RecordEvent) Type() Type { return TypeRecordEvent }

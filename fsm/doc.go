@@ -10,7 +10,8 @@
 // # Commands
 //
 // A command is one of the structs UpsertMember, RemoveMember, SetActive,
-// SetMaintenance, SetSettings, CreateToken, PruneTokens and RecordEvent.
+// SetMaintenance, SetSettings, CreateToken, PruneTokens, RevokeToken and
+// RecordEvent.
 // The proposer calls Encode, which validates the command and frames it as
 // one byte of Type, one byte of payload version and a JSON payload, and
 // gives the bytes to raft.Apply. Everything a command needs, times included, travels
@@ -24,7 +25,8 @@
 // and returns a Result. A command that fails to decode or breaks a rule is
 // rejected deterministically, with Result.Err wrapping one of the sentinel
 // errors (ErrUnknownCommand, ErrMalformedCommand, ErrInvalidCommand,
-// ErrStaleEpoch, ErrUnknownMember, ErrNotGPU, ErrTokenExists) and the state
+// ErrStaleEpoch, ErrUnknownMember, ErrNotGPU, ErrTokenExists,
+// ErrUnknownToken, ErrTokenUnusable) and the state
 // unchanged, apart from State.LastIndex, which every entry advances. An
 // unknown (type, version) whose type has IgnoreUnknownFlag set is skipped
 // with a nil error; TypeRecordEvent carries the flag, so older nodes skip

@@ -33,6 +33,15 @@ var (
 	// Token IDs are random; the caller should draw a new one and retry.
 	ErrTokenExists = errors.New("token already exists")
 
+	// ErrUnknownToken means a command named a join token that is not
+	// stored (never created, or pruned after it expired).
+	ErrUnknownToken = errors.New("unknown token")
+
+	// ErrTokenUnusable means an UpsertMember named a join token that does
+	// not admit a join at the member's join time: expired, revoked or
+	// used up.
+	ErrTokenUnusable = errors.New("token expired, revoked or used up")
+
 	// ErrApplyPanic means a handler panicked. It is a bug: the panic was
 	// recovered so that every replica rejects the entry instead of crashing
 	// at once, and it was logged with its stack.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -78,6 +79,7 @@ func New(cfg Config) *FSM {
 	f.register(TypeSetSettings, f.applySetSettings)
 	f.register(TypeCreateToken, applyCreateToken)
 	f.register(TypePruneTokens, applyPruneTokens)
+	f.register(TypeRevokeToken, applyRevokeToken)
 	f.register(TypeRecordEvent, applyRecordEvent)
 	return f
 }
@@ -200,11 +202,30 @@ func (f *FSM) Changed() <-chan struct{} {
 }
 
 // applyUpsertMember adds or replaces a member. A member that is the active
-// node may not be turned into a witness.
+// node may not be turned into a witness. A command that names a token is
+// refused unless the token admits a join at the member's join time, and
+// spends one of its uses with the member record, in the same step: two
+// joins racing for the last use cannot both be recorded.
 func applyUpsertMember(s *State, c Command, _ uint64) error {
-	m := c.(UpsertMember).Member
+	cmd := c.(UpsertMember)
+	m := cmd.Member
 	if m.Name == s.Active.Node && m.Role != RoleGPU {
 		return fmt.Errorf("member %s is the active node, cannot become role %q: %w", m.Name, m.Role, ErrNotGPU)
+	}
+	if cmd.TokenID != "" {
+		t, ok := s.Tokens[cmd.TokenID]
+		switch {
+		case !ok:
+			return fmt.Errorf("member %s: token %q: %w", m.Name, cmd.TokenID, ErrUnknownToken)
+		case !m.JoinedAt.Before(t.Expires):
+			return fmt.Errorf("member %s: token %s expired at %s: %w", m.Name, t.ID, t.Expires.Format(time.RFC3339), ErrTokenUnusable)
+		case t.Revoked():
+			return fmt.Errorf("member %s: token %s was revoked at %s: %w", m.Name, t.ID, t.RevokedAt.Format(time.RFC3339), ErrTokenUnusable)
+		case t.UsedUp():
+			return fmt.Errorf("member %s: token %s has spent all its %d uses: %w", m.Name, t.ID, t.UsesAllowed, ErrTokenUnusable)
+		}
+		t.UsesSpent++
+		s.Tokens[t.ID] = t
 	}
 	s.Members[m.Name] = m
 	return nil
@@ -278,24 +299,49 @@ func (f *FSM) applySetSettings(s *State, c Command, _ uint64) error {
 	return nil
 }
 
-// applyCreateToken stores a new token; an existing ID is rejected.
+// applyCreateToken stores a new token; an existing ID is rejected. It
+// first prunes every token that has expired by the new one's CreatedAt
+// (Expires at or before it), so that the state holds no more tokens than
+// were created within MaxTokenLifetime: Apply reads no clock, the
+// command's own time stands in for it.
 func applyCreateToken(s *State, c Command, _ uint64) error {
 	t := c.(CreateToken).Token
 	if _, ok := s.Tokens[t.ID]; ok {
 		return fmt.Errorf("token %q: %w", t.ID, ErrTokenExists)
 	}
+	pruneTokens(s, t.CreatedAt)
+	s.Tokens[t.ID] = t
+	return nil
+}
+
+// pruneTokens deletes every token whose Expires is at or before now.
+func pruneTokens(s *State, now time.Time) {
+	for id, t := range s.Tokens {
+		if !now.Before(t.Expires) {
+			delete(s.Tokens, id)
+		}
+	}
+}
+
+// applyRevokeToken marks a stored token revoked. Revoking it again keeps
+// the first revocation.
+func applyRevokeToken(s *State, c Command, _ uint64) error {
+	cmd := c.(RevokeToken)
+	t, ok := s.Tokens[cmd.ID]
+	if !ok {
+		return fmt.Errorf("token %q: %w", cmd.ID, ErrUnknownToken)
+	}
+	if t.Revoked() {
+		return nil
+	}
+	t.RevokedAt, t.RevokedBy = cmd.Time, cmd.By
 	s.Tokens[t.ID] = t
 	return nil
 }
 
 // applyPruneTokens deletes every token whose Expires is at or before Now.
 func applyPruneTokens(s *State, c Command, _ uint64) error {
-	now := c.(PruneTokens).Now
-	for id, t := range s.Tokens {
-		if !now.Before(t.Expires) {
-			delete(s.Tokens, id)
-		}
-	}
+	pruneTokens(s, c.(PruneTokens).Now)
 	return nil
 }
 

@@ -294,7 +294,7 @@ func TestApply_UnknownAndMalformed(t *testing.T) {
 		{"unknown type ignorable, junk payload", []byte{0xff, 7, 0xde, 0xad}, nil},
 		{"unknown type next to RecordEvent, ignorable", append([]byte{byte(IgnoreUnknownFlag | 9), 1}, `{"event":{}}`...), nil},
 		{"RecordEvent unknown version, ignorable", append([]byte{byte(TypeRecordEvent), 2}, `{"event":{"kind":"x"}}`...), nil},
-		{"RecordEvent without the flag", append([]byte{byte(TypeRecordEvent &^ IgnoreUnknownFlag), 1}, mustEncode(t, validCommands()[7])[2:]...), ErrUnknownCommand},
+		{"RecordEvent without the flag", append([]byte{byte(TypeRecordEvent &^ IgnoreUnknownFlag), 1}, mustEncode(t, validCommands()[8])[2:]...), ErrUnknownCommand},
 		{"RecordEvent invalid, not skipped", append([]byte{byte(TypeRecordEvent), 1}, `{"event":{"kind":"drill","detail":"d"}}`...), ErrInvalidCommand},
 		{"RecordEvent malformed, not skipped", append([]byte{byte(TypeRecordEvent), 1}, `{"event":"drill"}`...), ErrMalformedCommand},
 		{"unknown version", append([]byte{byte(TypeSetMaintenance), 2}, valid[2:]...), ErrUnknownCommand},

@@ -37,6 +37,14 @@ func goldenCommandsV1() map[string]Command {
 			SecretHash: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
 			CreatedAt:  goldenTime, Expires: goldenTime.Add(24 * time.Hour)}},
 		"07-prune-tokens-v1.bin": PruneTokens{Now: goldenTime.Add(48 * time.Hour)},
+		"09-revoke-token-v1.bin": RevokeToken{ID: "k3x9q2", Time: goldenTime.Add(time.Hour), By: "root@gpu-node-1"},
+		"01-upsert-member-token-v1.bin": UpsertMember{Member: Member{
+			Name: "gpu-node-3", Role: RoleWitness, RaftAddr: "192.168.10.13:7000",
+			APIAddr: "192.168.10.13:7001", GossipAddr: "192.168.10.13:7002", JoinedAt: goldenTime,
+		}, TokenID: "k3x9q2"},
+		"06-create-token-uses-v1.bin": CreateToken{Token: Token{ID: "m4y7r1",
+			SecretHash: "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+			CreatedAt:  goldenTime, Expires: goldenTime.Add(time.Hour), Role: RoleWitness, UsesAllowed: 3}},
 		"08-record-event-v1.bin": RecordEvent{Event: Event{Kind: "vip-conflict", Node: "gpu-node-2",
 			Detail: "arp: 192.168.10.100 is-at 02:42:c0:a8:0a:63, not a member's mac", Time: goldenTime.Add(3 * time.Minute)}},
 	}

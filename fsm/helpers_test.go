@@ -60,6 +60,7 @@ func validCommands() []Command {
 		SetSettings{Settings: json.RawMessage(`{"vip":"10.0.0.100/24","service":{"image":"vllm:latest"},"checks":[1,2.5,null,true]}`)},
 		CreateToken{Token: testToken("ab12cd", time.Hour)},
 		PruneTokens{Now: at(2 * time.Hour)},
+		RevokeToken{ID: "ab12cd", Time: at(30 * time.Minute), By: "root@gpu1"},
 		RecordEvent{Event: testEvent("vip-conflict", "gpu2", "arp: 10.0.0.100 answered by 02:42:ac:11:00:09 <not us> & not a member")},
 	}
 }

@@ -56,6 +56,7 @@ func normalizeState(s *State) error {
 	for k, t := range s.Tokens {
 		t.CreatedAt = t.CreatedAt.UTC()
 		t.Expires = t.Expires.UTC()
+		t.RevokedAt = t.RevokedAt.UTC()
 		s.Tokens[k] = t
 	}
 	s.Active.Since = s.Active.Since.UTC()

@@ -69,6 +69,33 @@ type Token struct {
 	// Empty in tokens written before roles existed (COMPAT(v1)): such a
 	// token admits either role and never brings the CA key.
 	Role Role `json:"role,omitempty"`
+	// UsesAllowed is how many joins the token admits, 1..MaxTokenUses.
+	// Zero in tokens written before use counts existed (COMPAT(v1)): such
+	// a token is limited by its expiry only.
+	UsesAllowed int `json:"uses_allowed,omitempty"`
+	// UsesSpent is how many joins it has admitted: every UpsertMember
+	// that names the token spends one use as it is applied.
+	UsesSpent int `json:"uses_spent,omitempty"`
+	// RevokedAt is when a RevokeToken withdrew it; zero while it is not
+	// revoked. A revoked token admits nothing and is pruned at expiry
+	// like any other.
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	// RevokedBy says who revoked it (as RevokeToken.By).
+	RevokedBy string `json:"revoked_by,omitempty"`
+}
+
+// Revoked reports whether a RevokeToken withdrew t.
+func (t Token) Revoked() bool { return !t.RevokedAt.IsZero() }
+
+// UsedUp reports whether t has admitted as many joins as it allows. A
+// token from before use counts (UsesAllowed 0) is never used up.
+func (t Token) UsedUp() bool { return t.UsesAllowed > 0 && t.UsesSpent >= t.UsesAllowed }
+
+// Admits reports whether t may admit a join at now: not expired (a token
+// is valid while now < Expires), not revoked and not used up. The secret
+// and the role are the caller's to check.
+func (t Token) Admits(now time.Time) bool {
+	return now.Before(t.Expires) && !t.Revoked() && !t.UsedUp()
 }
 
 // HistoryLimit is how many transitions the state keeps; older ones are

@@ -27,6 +27,9 @@ const (
 	// CreatedAt to its Expires. CreateToken is checked against it as it is
 	// applied, whoever proposed it (the CLI caps --ttl at the same value).
 	MaxTokenLifetime = 7 * 24 * time.Hour
+	// MaxTokenUses is the most joins one token may admit
+	// (`token create --uses`, at most 100).
+	MaxTokenUses = 100
 )
 
 // maxEventKindLen is the longest event kind.
@@ -188,6 +191,22 @@ func validateToken(t Token) error {
 	if t.Role != "" && !t.Role.Valid() {
 		return fmt.Errorf("token %s: role %q: want %q or %q", t.ID, t.Role, RoleGPU, RoleWitness)
 	}
+	if t.UsesAllowed < 0 || t.UsesAllowed > MaxTokenUses {
+		return fmt.Errorf("token %s: uses_allowed %d: want 1..%d (0 only in tokens from before use counts)", t.ID, t.UsesAllowed, MaxTokenUses)
+	}
+	if t.UsesSpent < 0 || (t.UsesAllowed > 0 && t.UsesSpent > t.UsesAllowed) {
+		return fmt.Errorf("token %s: uses_spent %d: want 0..uses_allowed (%d)", t.ID, t.UsesSpent, t.UsesAllowed)
+	}
+	if err := checkTime("token "+t.ID+": revoked_at", t.RevokedAt, false); err != nil {
+		return err
+	}
+	if t.Revoked() {
+		if err := checkReason("token "+t.ID+": revoked_by", t.RevokedBy); err != nil {
+			return err
+		}
+	} else if t.RevokedBy != "" {
+		return fmt.Errorf("token %s: revoked_by %q without revoked_at", t.ID, t.RevokedBy)
+	}
 	return nil
 }
 
@@ -199,6 +218,9 @@ func validateToken(t Token) error {
 func validateNewToken(t Token) error {
 	if err := validateToken(t); err != nil {
 		return err
+	}
+	if t.UsesSpent != 0 || t.Revoked() {
+		return fmt.Errorf("token %s: a new token has uses_spent 0 and is not revoked (uses_spent %d, revoked_at %s)", t.ID, t.UsesSpent, t.RevokedAt.UTC().Format(time.RFC3339))
 	}
 	if life := t.Expires.Sub(t.CreatedAt); life > MaxTokenLifetime {
 		return fmt.Errorf("token %s: valid for %v (created_at %s, expires %s), at most %v allowed", t.ID, life,
