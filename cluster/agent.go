@@ -174,7 +174,7 @@ func Start(cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, bundle: bundle, gossipKey: gk}
-	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.ctx, a.cancel = context.WithCancel(withBeats(context.Background(), time.Now))
 	a.peers = &http.Client{
 		Timeout:   cfg.PeerTimeout,
 		Transport: &http.Transport{TLSClientConfig: bundle.ClientConfig(), ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 2},

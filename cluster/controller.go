@@ -161,6 +161,7 @@ func (c *controller) run(ctx context.Context) {
 	defer c.d.raft.DeregisterObserver(obs)
 
 	for {
+		beat(ctx, loopController)
 		changed := c.d.fsm.Changed()
 		next := c.step(ctx)
 		t := time.NewTimer(next)

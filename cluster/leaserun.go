@@ -80,6 +80,7 @@ func newLeaseRunner(name string, gpu bool, log hclog.Logger, clock func() time.D
 // address removed before the voters are told, then the fence is detached.
 func (r *leaseRunner) run(ctx context.Context) {
 	for {
+		beat(ctx, loopLease)
 		ch := r.env.changed()
 		next := r.tick(ctx)
 		t := time.NewTimer(next)
