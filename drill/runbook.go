@@ -1057,6 +1057,9 @@ func (d *decoder) checkTimes(rb *Runbook, limitLine, abortLine int) {
 		d.errs = append(d.errs, &FieldError{Line: rb.Steps[0].Line, Path: "steps", Msg: "no fault: a drill needs at least one"})
 	}
 	for i, e := range rb.Expectations {
+		if e.Kind == ExpNeverTwoHolders && !rb.SteadyState.ARPWatch {
+			d.errs = append(d.errs, &FieldError{Line: e.Line, Path: index("expectations", i) + ".never-two-holders", Msg: "needs steady_state.arp_watch: true, which watches who answers"})
+		}
 		if e.Kind == ExpHolderBecomes && e.Within > rb.TimeLimit {
 			d.errs = append(d.errs, &FieldError{Line: e.Line, Path: index("expectations", i) + ".within", Msg: fmt.Sprintf("%s is longer than time_limit (%s)", e.Within, rb.TimeLimit)})
 		}
