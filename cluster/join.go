@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/newbieha/newbieha/cluster/pki"
@@ -135,6 +136,14 @@ func (a *Agent) lookupToken(raw string) (fsm.Token, error) {
 		return fsm.Token{}, &tokenRefusal{reason: "unknown token id " + tok.ID}
 	case !match:
 		return fsm.Token{}, &tokenRefusal{reason: "wrong secret for token id " + tok.ID}
+	}
+	// A revoked or used-up token is one more bad token: the caller is
+	// told only that it is invalid, the reason goes to the log.
+	switch {
+	case stored.Revoked():
+		return fsm.Token{}, &tokenRefusal{reason: "token id " + tok.ID + " was revoked at " + stored.RevokedAt.UTC().Format(time.RFC3339) + " by " + stored.RevokedBy}
+	case stored.UsedUp():
+		return fsm.Token{}, &tokenRefusal{reason: fmt.Sprintf("token id %s has spent all its %d uses", tok.ID, stored.UsesAllowed)}
 	}
 	// Only a holder of the secret learns that the token has expired.
 	if now := a.cfg.Now(); !now.Before(stored.Expires) {
@@ -273,7 +282,14 @@ func (a *Agent) admit(ctx context.Context, req JoinRequest, hop joinHop) (JoinRe
 		GossipAddr: hostPort(req.Advertise, req.Ports.Gossip),
 		JoinedAt:   a.cfg.Now().UTC(),
 	}
-	if err := a.apply(ctx, fsm.UpsertMember{Member: member}); err != nil {
+	// The member record spends one use of the token in the same entry:
+	// the state machine refuses it if the token was revoked or used up
+	// meanwhile (two joins racing for its last use), so a token admits no
+	// more nodes than it allows whichever members admit them.
+	if err := a.apply(ctx, fsm.UpsertMember{Member: member, TokenID: tok.ID}); err != nil {
+		if tokenSpent(err) {
+			return JoinResponse{}, &tokenRefusal{reason: fmt.Sprintf("token id %s refused as the member record was applied: %v", tok.ID, err)}
+		}
 		return JoinResponse{}, fmt.Errorf("record member %s: %w", req.Name, err)
 	}
 	resp := JoinResponse{
@@ -294,6 +310,19 @@ func (a *Agent) admit(ctx context.Context, req JoinRequest, hop joinHop) (JoinRe
 		resp.CAKey = string(kb)
 	}
 	return resp, nil
+}
+
+// tokenSpent reports whether err is the state machine refusing a member
+// record because its token is unknown, expired, revoked or used up. A
+// refusal applied on this node wraps the fsm sentinel; one applied on the
+// leader comes back over /v1/internal/apply as its message only, so the
+// sentinel's text is looked for too.
+func tokenSpent(err error) bool {
+	if errors.Is(err, fsm.ErrTokenUnusable) || errors.Is(err, fsm.ErrUnknownToken) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, fsm.ErrTokenUnusable.Error()) || strings.Contains(msg, fsm.ErrUnknownToken.Error())
 }
 
 // admitElsewhere passes a join whose token this node accepted to the GPU
