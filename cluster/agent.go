@@ -253,7 +253,7 @@ func Start(cfg Config) (_ *Agent, err error) {
 
 // serve starts the remote (mTLS TCP) and local (unix socket) API servers.
 func (a *Agent) serve() error {
-	remoteLn, err := net.Listen("tcp", hostPort(a.cfg.Node.BindAddr(), a.cfg.Node.Ports.API))
+	remoteLn, err := listenCapped("tcp", hostPort(a.cfg.Node.BindAddr(), a.cfg.Node.Ports.API), remoteMaxConns) // security (limits.go): connection cap
 	if err != nil {
 		return fmt.Errorf("listen api %s: %w", hostPort(a.cfg.Node.BindAddr(), a.cfg.Node.Ports.API), err)
 	}
@@ -273,7 +273,7 @@ func (a *Agent) serve() error {
 		ln  net.Listener
 	}{{a.remoteSrv, tlsLn}, {a.localSrv, localLn}}
 	if addr := a.cfg.Node.MetricsAddr; addr != "" {
-		mln, err := net.Listen("tcp", addr)
+		mln, err := listenCapped("tcp", addr, metricsMaxConns)
 		if err != nil {
 			remoteLn.Close()
 			localLn.Close()
