@@ -7,8 +7,15 @@ import (
 	"os"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// Build information, set by the Makefile's build target with -ldflags
+// "-X main.version=... -X main.revision=... -X main.buildDate=...". A
+// plain `go build` leaves revision and buildDate empty; version.go then
+// takes them from the VCS stamp Go embeds.
+var (
+	version   = "dev"
+	revision  = ""
+	buildDate = ""
+)
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {

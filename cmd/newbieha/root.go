@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/newbieha/newbieha/cluster"
 	"github.com/newbieha/newbieha/fsm"
+	"github.com/newbieha/newbieha/internal/sdnotify"
 	"github.com/newbieha/newbieha/vip"
 )
 
@@ -202,10 +202,16 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// systemd (deploy/systemd): ready once serving; the watchdog
+			// is pinged only while the agent's loops tick (systemd.go).
+			notifyState(logger, sdnotify.StateReady)
+			stopWatchdog := startWatchdog(logger, a.Alive)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			<-ctx.Done()
 			logger.Info("signal received, stopping")
+			notifyState(logger, sdnotify.StateStopping)
+			stopWatchdog()
 			// An active agent hands over to a healthy standby first.
 			err = a.Shutdown()
 			if _, _, rerr := releaseCachedVIP(dataDir); rerr != nil {
@@ -351,10 +357,10 @@ func newRemoveCmd() *cobra.Command {
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, the revision (git commit) and the build date",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "newbieha %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			printVersion(cmd.OutOrStdout(), readBuildInfo())
 		},
 	}
 }
