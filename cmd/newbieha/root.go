@@ -119,14 +119,19 @@ func newInitCmd() *cobra.Command {
 
 func newJoinCmd() *cobra.Command {
 	var opts cluster.JoinOptions
-	var role string
+	var role, tokenFile string
 	var wait time.Duration
 	cmd := &cobra.Command{
-		Use:   "join ADDR --token TOKEN --name NAME --role gpu|witness --advertise IP",
+		Use:   "join ADDR --token-file PATH|--token TOKEN --name NAME --role gpu|witness --advertise IP",
 		Short: "Join this node to a cluster through any member (ADDR is its IP or IP:API-PORT)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Addr, opts.Role = args[0], fsm.Role(role)
+			tok, err := joinToken(cmd, opts.Token, tokenFile, os.LookupEnv)
+			if err != nil {
+				return err
+			}
+			opts.Token = tok
 			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
 			defer cancel()
 			cfg, err := cluster.Join(ctx, opts)
@@ -137,7 +142,7 @@ func newJoinCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&opts.Token, "token", "", "join token from `newbieha init` or `newbieha token create` (required)")
+	joinTokenFlags(cmd, &opts.Token, &tokenFile) // or $NEWBIEHA_TOKEN; exactly one
 	cmd.Flags().StringVar(&opts.Name, "name", "", "this node's name (required)")
 	cmd.Flags().StringVar(&role, "role", "", "this node's role: gpu or witness (required)")
 	cmd.Flags().StringVar(&opts.Advertise, "advertise", "", "the IP address other nodes reach this one at (required)")
@@ -145,7 +150,7 @@ func newJoinCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to keep trying while the cluster has no leader")
 	dataDirFlag(cmd, &opts.DataDir)
 	portFlags(cmd, &opts.Ports)
-	for _, f := range []string{"token", "name", "role", "advertise"} {
+	for _, f := range []string{"name", "role", "advertise"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
 	return cmd
@@ -310,6 +315,7 @@ func newTokenCmd() *cobra.Command {
 	var dataDir string
 	var ttl time.Duration
 	var role string
+	var uses int
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a join token (printed alone on stdout)",
@@ -321,7 +327,10 @@ func newTokenCmd() *cobra.Command {
 			if r := fsm.Role(role); !r.Valid() {
 				return fmt.Errorf("--role %q: want gpu or witness", role)
 			}
-			t, err := cluster.NewLocalClient(dataDir).CreateToken(cmd.Context(), ttl, fsm.Role(role))
+			if uses < 1 || uses > fsm.MaxTokenUses {
+				return fmt.Errorf("--uses %d: want 1..%d", uses, fsm.MaxTokenUses)
+			}
+			t, err := cluster.NewLocalClient(dataDir).CreateTokenUses(cmd.Context(), ttl, fsm.Role(role), uses)
 			if err != nil {
 				return err
 			}
@@ -332,7 +341,8 @@ func newTokenCmd() *cobra.Command {
 	dataDirFlag(create, &dataDir)
 	create.Flags().DurationVar(&ttl, "ttl", cluster.DefaultTokenTTL, "how long the token is valid (at most 168h)")
 	create.Flags().StringVar(&role, "role", "gpu", "the role the token admits: gpu (a GPU node, which gets the CA key, or a witness) or witness (a witness only)")
-	token.AddCommand(create)
+	create.Flags().IntVar(&uses, "uses", cluster.DefaultTokenUses, fmt.Sprintf("how many nodes the token admits (at most %d)", fsm.MaxTokenUses))
+	token.AddCommand(create, newTokenListCmd(cluster.NewLocalClient), newTokenRevokeCmd(cluster.NewLocalClient))
 	return token
 }
 
