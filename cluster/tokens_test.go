@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -290,5 +291,65 @@ func TestJoin_ListenerCapHoldsConnectionsBeyondTheCap(t *testing.T) {
 	}
 	for _, c := range held[1:] {
 		c.Close()
+	}
+}
+
+// Two joins racing for the one use of a token, one through the leader and
+// one through a GPU follower (which commits through the leader): exactly
+// one gets in, and the other is told token_invalid, whether it lost at the
+// look-up or when the state machine applied its member record.
+func TestJoin_TwoJoinsRacingForTheLastUseAdmitOne(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", fsm.RoleGPU, "node1")
+	waitFor(t, 10*time.Second, "node2 to apply the state", func() error {
+		if _, ok := c.nodes["node2"].agent.FSM().Member("node2"); !ok {
+			return errors.New("node2 has not applied its own record")
+		}
+		return nil
+	})
+	for round := 0; round < 3; round++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		resp, err := n1.agent.createTokenUses(ctx, time.Hour, fsm.RoleGPU, 1)
+		cancel()
+		if err != nil {
+			t.Fatalf("create token: %v", err)
+		}
+		id := strings.Split(resp.Token, ".")[1]
+		waitFor(t, 10*time.Second, "node2 to apply the token", func() error {
+			if _, ok := c.nodes["node2"].agent.FSM().State().Tokens[id]; !ok {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+		joiners := []*testNode{
+			newJoiner(t, fmt.Sprintf("a%d", round), fmt.Sprintf("127.0.1.%d", round+1), fsm.RoleWitness),
+			newJoiner(t, fmt.Sprintf("b%d", round), fmt.Sprintf("127.0.2.%d", round+1), fsm.RoleWitness),
+		}
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i, via := range []string{"node1", "node2"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = c.tryJoin(joiners[i], via, resp.Token)
+			}()
+		}
+		wg.Wait()
+		admitted := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				admitted++
+			case !errors.Is(err, ErrTokenInvalid):
+				t.Fatalf("round %d, join %s: %v, want success or %v", round, joiners[i].name, err, ErrTokenInvalid)
+			}
+		}
+		if admitted != 1 {
+			t.Fatalf("round %d: %d joins admitted with a one-use token (%v)", round, admitted, errs)
+		}
+		if tok := n1.agent.FSM().State().Tokens[id]; tok.UsesSpent != 1 {
+			t.Fatalf("round %d: token %+v, want 1 use spent", round, tok)
+		}
 	}
 }
