@@ -146,9 +146,7 @@ func newEvaluation(p *Plan, obs *Observations) *evaluation {
 	return e
 }
 
-func (e *evaluation) failed(pr ProbeResult) bool {
-	return pr.Err != "" || pr.Status != e.p.Runbook.SteadyState.Probe.ExpectStatus
-}
+func (e *evaluation) failed(pr ProbeResult) bool { return e.p.ProbeFailed(pr) }
 
 // end is when a probe was over: its start plus its latency (a timeout's
 // latency is the timeout).

@@ -22,7 +22,8 @@ type Member struct {
 	Voter bool
 	// Reachable: the member's agent answered.
 	Reachable bool
-	// Healthy: the member's required checks pass (GPU nodes).
+	// Healthy: the member's required checks pass. A witness has no
+	// service checks: the runner sets it to Reachable.
 	Healthy bool
 	// Why is the reason it is not healthy, from status ("http:service").
 	Why string
@@ -35,6 +36,9 @@ type ClusterView struct {
 	Members []Member
 	// Active is the node the replicated state names active; "" if none.
 	Active string
+	// Holder is the node that holds the VIP now, per status; "" if none.
+	// Conditions (holder: X) read it; plans read Active.
+	Holder string
 	// Leader is the Raft leader; "" if there is none.
 	Leader string
 	// VIP is the VIP's address without the prefix length ("10.0.0.100"),
