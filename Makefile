@@ -10,6 +10,17 @@ export NEWBIEHA_STUB_BIN := $(BIN)/stub-model
 export NEWBIEHA_STUB_IMAGE := $(STUB_IMAGE)
 export NEWBIEHA_VIPWATCH_BIN := $(BIN)/vipwatch
 
+# What `newbieha version` prints (cmd/newbieha/main.go), each settable:
+# `make build VERSION=1.2.0`. The build date honours SOURCE_DATE_EPOCH.
+# The `:=` lines evaluate each once, so both agent builds get the same.
+VERSION    ?= $(shell git describe --tags --dirty 2>/dev/null || echo dev)
+REVISION   ?= $(shell r=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || r=$$r-dirty; echo $$r; })
+BUILD_DATE ?= $(shell date -u -d "@$${SOURCE_DATE_EPOCH:-$$(date +%s)}" +%Y-%m-%dT%H:%M:%SZ)
+VERSION    := $(VERSION)
+REVISION   := $(REVISION)
+BUILD_DATE := $(BUILD_DATE)
+VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildDate=$(BUILD_DATE)
+
 .PHONY: bench-footprint bench-load
 .PHONY: all build lint test test-unit test-fuzz test-integration fuzz stub-image demo demo-down bench bench-failover clean
 
@@ -17,8 +28,8 @@ all: build
 
 build:
 	mkdir -p $(BIN)
-	CGO_ENABLED=1 $(GO) build -o $(BIN)/newbieha ./cmd/newbieha
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/newbieha-witness ./cmd/newbieha
+	CGO_ENABLED=1 $(GO) build -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/newbieha ./cmd/newbieha
+	CGO_ENABLED=0 $(GO) build -ldflags '$(VERSION_LDFLAGS)' -o $(BIN)/newbieha-witness ./cmd/newbieha
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/stub-model ./cmd/stub-model
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/vipwatch ./cmd/vipwatch
 	CGO_ENABLED=1 $(GO) build -o $(BIN)/gpu-probe ./cmd/gpu-probe
@@ -63,6 +74,26 @@ demo-down:
 
 clean:
 	rm -rf $(BIN)
+
+# make install [DESTDIR=...] [PREFIX=/usr/local]: bin/newbieha and
+# bin/newbieha-witness to $(PREFIX)/bin; the units of deploy/systemd to
+# $(PREFIX)/lib/systemd/system (on systemd's search path for /usr/local
+# and /usr; set UNITDIR for another prefix), with their binary path
+# rewritten to $(PREFIX)/bin; the data dir /var/lib/newbieha (0700) and
+# /etc/newbieha. DESTDIR stages it all under another root (packages,
+# tests). See deploy/systemd/README.md.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+.PHONY: install
+install: build
+	install -d -m 0755 "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)/etc/newbieha"
+	install -m 0755 $(BIN)/newbieha $(BIN)/newbieha-witness "$(DESTDIR)$(BINDIR)/"
+	for u in deploy/systemd/*.service; do \
+		sed 's|/usr/local/bin/|$(BINDIR)/|g' "$$u" > "$(DESTDIR)$(UNITDIR)/$${u##*/}" && \
+		chmod 0644 "$(DESTDIR)$(UNITDIR)/$${u##*/}" || exit 1; \
+	done
+	install -d -m 0700 "$(DESTDIR)/var/lib/newbieha"
 
 # Client-side outage through the VIP for crash, host loss and planned
 # switchover (min, median, max); BENCHTIME=10x for more runs.
