@@ -64,6 +64,17 @@ func (es Errors) Unwrap() []error {
 // in one pass.
 type decoder struct {
 	errs Errors
+	// lines holds the line of every key seen, by path, for errors found
+	// after decoding (the rules that tie keys together).
+	lines map[string]int
+}
+
+// lineOf is the line of the key at path, or fallback when it is absent.
+func (d *decoder) lineOf(path string, fallback int) int {
+	if l, ok := d.lines[path]; ok {
+		return l
+	}
+	return fallback
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -110,6 +121,10 @@ func (d *decoder) mapping(n *yaml.Node, path string, allowed ...string) (map[str
 			continue
 		}
 		out[k.Value] = field{key: k, value: v}
+		if d.lines == nil {
+			d.lines = map[string]int{}
+		}
+		d.lines[kp] = k.Line
 	}
 	return out, true
 }

@@ -220,6 +220,16 @@ func (e *evaluation) firstFault() (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// stepStart is when steps[i] started.
+func (e *evaluation) stepStart(i int) (time.Time, bool) {
+	for _, ev := range e.events {
+		if ev.Kind == EventStepStart && ev.Step == i {
+			return ev.At, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // lastFaultEnd is when the last fault ended: its undo, or, for one
 // without a recorded undo, its start plus its duration (a planned failover
 // without a hand-back ends when its step does).
@@ -335,8 +345,14 @@ func (e *evaluation) expectation(pe PlannedExpectation) Check {
 	switch pe.Kind {
 	case ExpHolderBecomes:
 		t0, ok := e.firstFault()
+		if pe.After != nil {
+			t0, ok = e.stepStart(*pe.After)
+		}
 		if !ok {
 			c.Measured = "no fault ran"
+			if pe.After != nil {
+				c.Measured = fmt.Sprintf("steps[%d] did not run", *pe.After)
+			}
 			break
 		}
 		at, found := time.Time{}, false

@@ -411,3 +411,60 @@ var spaces = regexp.MustCompile(` {2,}`)
 // squash folds runs of spaces, so that tests do not depend on how wide
 // tabwriter makes a column.
 func squash(s string) string { return spaces.ReplaceAllString(s, " ") }
+
+// TestEvaluate_FailoverAndBack checks a runbook that moves the role and
+// moves it back: after names the fault a holder-becomes counts from, and
+// outage-max judges each outage, not the time between them.
+func TestEvaluate_FailoverAndBack(t *testing.T) {
+	src := `version: 1
+name: there-and-back
+description: planned failover and back
+steady_state:
+  probe: {url: "http://${vip}:8080/health"}
+steps:
+  - {fault: planned-failover, to: standby}
+  - wait: 10s
+  - {fault: planned-failover, to: node1}
+expectations:
+  - holder-becomes: standby
+    within: 100ms
+  - holder-becomes: node1
+    within: 100ms
+    after: 2
+  - outage-max: 100ms
+time_limit: 1m
+`
+	v := sampleView()
+	p := mustPlan(t, mustParse(t, src), v)
+	o := &Observations{Start: t0, End: at(15 * time.Second),
+		Events: []Event{
+			{At: at(time.Second), Kind: EventStepStart, Step: 0},
+			{At: at(1025 * msec), Kind: EventHolder, Node: "node2"},
+			{At: at(1030 * msec), Kind: EventStepEnd, Step: 0, OK: true},
+			{At: at(1030 * msec), Kind: EventStepStart, Step: 1},
+			{At: at(11030 * msec), Kind: EventStepEnd, Step: 1, OK: true},
+			{At: at(11030 * msec), Kind: EventStepStart, Step: 2},
+			{At: at(11070 * msec), Kind: EventHolder, Node: "node1"},
+			{At: at(11075 * msec), Kind: EventStepEnd, Step: 2, OK: true},
+		}}
+	for d := time.Duration(0); d < 15*time.Second; d += 20 * msec {
+		pr := ProbeResult{At: at(d), Latency: msec, Status: 200}
+		if d == 1020*msec || d == 11060*msec {
+			pr = ProbeResult{At: at(d), Latency: msec, Err: "refused"}
+		}
+		o.Probes = append(o.Probes, pr)
+	}
+	rep := Evaluate(p, o)
+	if rep.Verdict != VerdictPassed {
+		t.Fatalf("%s", rep.Text(nil))
+	}
+	if c := find(t, rep.Expectations, "expectations[1]"); c.Measured != "40ms" || c.What != "holder becomes node1 within 100ms of steps[2]" {
+		t.Errorf("%+v", c)
+	}
+	if c := find(t, rep.Expectations, "expectations[2]"); c.Measured != "20ms" {
+		t.Errorf("%+v", c)
+	}
+	if rep.Figures.OutageMs != 10041 {
+		t.Errorf("outage (first to last) = %v", rep.Figures.OutageMs)
+	}
+}

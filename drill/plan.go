@@ -270,6 +270,9 @@ func (e PlannedExpectation) Key() string {
 func (e PlannedExpectation) Describe() string {
 	switch e.Kind {
 	case ExpHolderBecomes:
+		if e.After != nil {
+			return fmt.Sprintf("holder becomes %s within %s of steps[%d]", nodeRole(e.NodeName, e.Node), e.Within, *e.After)
+		}
 		return fmt.Sprintf("holder becomes %s within %s of the first fault", nodeRole(e.NodeName, e.Node), e.Within)
 	case ExpHolderStays:
 		return fmt.Sprintf("holder stays %s", nodeRole(e.NodeName, e.Node))
@@ -362,6 +365,7 @@ func NewPlan(rb *Runbook, v ClusterView) (*Plan, []error) {
 	}
 	p.ProbeFrom = resolve(ss.From, "steady_state.probe.from", 0)
 
+	current := ""
 	for i, st := range rb.Steps {
 		path := index("steps", i)
 		ps := PlannedStep{Index: i, Step: st}
@@ -369,11 +373,19 @@ func NewPlan(rb *Runbook, v ClusterView) (*Plan, []error) {
 		case StepFault:
 			f := st.Fault
 			if f.Kind == FaultPlannedFailover {
+				// From the node active at this point: a planned failover
+				// without a hand-back leaves the role on its To.
 				ps.Target = resolve(TargetActive, path, st.Line)
+				if current != "" {
+					ps.Target = current
+				}
 				ps.To = resolve(f.To, path+".to", st.Line)
 				gpu(ps.To, path+".to", st.Line, "taking the role")
 				if ps.To != "" && ps.To == ps.Target {
-					fail(path+".to", st.Line, "%s is already active", ps.To)
+					fail(path+".to", st.Line, "%s is already active at this step", ps.To)
+				}
+				if f.Duration == 0 && ps.To != "" {
+					current = ps.To
 				}
 				break
 			}

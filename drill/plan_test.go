@@ -153,7 +153,7 @@ func TestNewPlan_Errors(t *testing.T) {
 		{"gpu fault on the witness by name", strings.Replace(minimal, "fault: agent-crash\n    target: active", "fault: service-stop\n    target: witness-1", 1),
 			func(v *ClusterView) { v.Members[2].Name = "witness-1" }, "steps[0].target: witness-1 is a witness; a service-stop fault needs a GPU node"},
 		{"partition from itself by name", strings.Replace(minimal, "fault: agent-crash\n    target: active\n", "fault: partition\n    target: active\n    from: [node1]\n", 1), nil, "steps[0].from[0]: node1 (node1) is the target itself"},
-		{"failover to the active node", strings.Replace(minimal, "fault: agent-crash\n    target: active\n    duration: 10s\n", "fault: planned-failover\n    to: node1\n", 1), nil, "steps[0].to: node1 is already active"},
+		{"failover to the active node", strings.Replace(minimal, "fault: agent-crash\n    target: active\n    duration: 10s\n", "fault: planned-failover\n    to: node1\n", 1), nil, "steps[0].to: node1 is already active at this step"},
 		{"no VIP", minimal, func(v *ClusterView) { v.VIP = "" }, "steady_state.probe.url: ${vip}: the cluster has no VIP configured"},
 	}
 	for _, tc := range cases {

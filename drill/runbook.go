@@ -283,6 +283,9 @@ type Expectation struct {
 	Node Target
 	// Within for holder-becomes.
 	Within time.Duration
+	// After is, for holder-becomes, the index of the fault step whose
+	// start Within counts from; nil: the first fault.
+	After *int
 	// Max for outage-max and steady-state-within.
 	Max time.Duration
 	// Count for failed-requests-max.
@@ -299,6 +302,9 @@ type Expectation struct {
 func (e Expectation) String() string {
 	switch e.Kind {
 	case ExpHolderBecomes:
+		if e.After != nil {
+			return fmt.Sprintf("%s %s within %s after steps[%d]", e.Kind, e.Node, e.Within, *e.After)
+		}
 		return fmt.Sprintf("%s %s within %s", e.Kind, e.Node, e.Within)
 	case ExpHolderStays:
 		return fmt.Sprintf("%s %s", e.Kind, e.Node)
@@ -453,14 +459,11 @@ func (d *decoder) runbook(n *yaml.Node) *Runbook {
 		rb.Expectations = d.expectations(v.value, "expectations")
 	}
 	rb.Abort = Abort{SteadyStateLostFor: DefaultAbortLostFor, StandbyUnhealthy: true, QuorumLost: true}
-	abortLine := n.Line
 	if v, ok := f["abort"]; ok {
 		rb.Abort = d.abort(v.value, "abort")
-		abortLine = v.value.Line
 	}
 	if len(d.errs) == 0 {
-		tl := f["time_limit"].value.Line
-		d.checkTimes(rb, tl, abortLine)
+		d.crossChecks(rb, n.Line)
 	}
 	return rb
 }
@@ -927,7 +930,7 @@ func (d *decoder) expectation(n *yaml.Node, path string) (Expectation, bool) {
 	e.Kind = ExpectationKind(kinds[0])
 	keys := []string{kinds[0]}
 	if e.Kind == ExpHolderBecomes {
-		keys = append(keys, "within")
+		keys = append(keys, "within", "after")
 	}
 	f, ok := d.mapping(n, path, keys...)
 	if !ok {
@@ -947,6 +950,11 @@ func (d *decoder) expectation(n *yaml.Node, path string) (Expectation, bool) {
 				d.errorf(n, join(path, "within"), "required: how soon after the first fault starts")
 			} else if t, ok := d.duration(w.value, join(path, "within"), MaxTimeLimit); ok {
 				e.Within = t
+			}
+			if a, ok := f["after"]; ok {
+				if i, ok := d.integer(a.value, join(path, "after"), 0, MaxSteps-1); ok {
+					e.After = &i
+				}
 			}
 		}
 	case ExpOutageMax, ExpSteadyStateWithin:
@@ -1035,8 +1043,12 @@ func (rb *Runbook) WorstCase() time.Duration {
 	return end + tail
 }
 
-// checkTimes applies the rules that tie durations to time_limit.
-func (d *decoder) checkTimes(rb *Runbook, limitLine, abortLine int) {
+// crossChecks applies the rules that tie keys together: durations and
+// time_limit, an ARP expectation and the ARP watch, a holder-becomes's
+// after and the step it names.
+func (d *decoder) crossChecks(rb *Runbook, rootLine int) {
+	limitLine := d.lineOf("time_limit", rootLine)
+	abortLine := d.lineOf("abort.steady_state_lost_for", d.lineOf("abort", rootLine))
 	var sum time.Duration
 	faults := 0
 	for _, st := range rb.Steps {
@@ -1060,8 +1072,17 @@ func (d *decoder) checkTimes(rb *Runbook, limitLine, abortLine int) {
 		if e.Kind == ExpNeverTwoHolders && !rb.SteadyState.ARPWatch {
 			d.errs = append(d.errs, &FieldError{Line: e.Line, Path: index("expectations", i) + ".never-two-holders", Msg: "needs steady_state.arp_watch: true, which watches who answers"})
 		}
+		p := index("expectations", i)
 		if e.Kind == ExpHolderBecomes && e.Within > rb.TimeLimit {
-			d.errs = append(d.errs, &FieldError{Line: e.Line, Path: index("expectations", i) + ".within", Msg: fmt.Sprintf("%s is longer than time_limit (%s)", e.Within, rb.TimeLimit)})
+			d.errs = append(d.errs, &FieldError{Line: d.lineOf(p+".within", e.Line), Path: p + ".within", Msg: fmt.Sprintf("%s is longer than time_limit (%s)", e.Within, rb.TimeLimit)})
+		}
+		if e.After != nil {
+			switch a := *e.After; {
+			case a >= len(rb.Steps):
+				d.errs = append(d.errs, &FieldError{Line: d.lineOf(p+".after", e.Line), Path: p + ".after", Msg: fmt.Sprintf("steps[%d] does not exist; the runbook has %d steps", a, len(rb.Steps))})
+			case rb.Steps[a].Kind != StepFault:
+				d.errs = append(d.errs, &FieldError{Line: d.lineOf(p+".after", e.Line), Path: p + ".after", Msg: fmt.Sprintf("steps[%d] is a %s, not a fault", a, rb.Steps[a].Kind)})
+			}
 		}
 	}
 }

@@ -216,7 +216,10 @@ func TestParse_BadRunbooks(t *testing.T) {
 		{"within on another expectation", func(t *testing.T) string {
 			return replace(t, "  - outage-max: 1s\n", "  - outage-max: 1s\n    within: 1s\n")
 		}, 18, "expectations[1].within", "unknown key"},
-		{"within longer than time_limit", func(t *testing.T) string { return replace(t, "within: 1s", "within: 2m") }, 15, "expectations[0].within", "longer than time_limit"},
+		{"within longer than time_limit", func(t *testing.T) string { return replace(t, "within: 1s", "within: 2m") }, 16, "expectations[0].within", "longer than time_limit"},
+		{"after out of range", func(t *testing.T) string { return replace(t, "    within: 1s\n", "    within: 1s\n    after: 5\n") }, 17, "expectations[0].after", "steps[5] does not exist"},
+		{"after not a fault", func(t *testing.T) string { return replace(t, "    within: 1s\n", "    within: 1s\n    after: 1\n") }, 17, "expectations[0].after", "steps[1] is a wait, not a fault"},
+		{"after not a number", func(t *testing.T) string { return replace(t, "    within: 1s\n", "    within: 1s\n    after: first\n") }, 17, "expectations[0].after", "not a whole number"},
 		{"outage-max bad", func(t *testing.T) string { return replace(t, "outage-max: 1s", "outage-max: fast") }, 17, "expectations[1].outage-max", `"fast" is not a duration`},
 		{"failed-requests-max negative", func(t *testing.T) string {
 			return replace(t, "  - outage-max: 1s\n", "  - failed-requests-max: -1\n")
