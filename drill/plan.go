@@ -291,7 +291,7 @@ func (e PlannedExpectation) Describe() string {
 }
 
 func nodeRole(name string, t Target) string {
-	if t.IsRole() {
+	if t.IsRole() && name != string(t) {
 		return fmt.Sprintf("%s (%s)", name, t)
 	}
 	return name

@@ -201,7 +201,7 @@ time_limit: 1m
 		"preconditions: gpu-nodes-healthy, quorum, no-maintenance, no-drill-running, not-in-hold-down\n",
 		"  steps[0] check-fail http:service on node1 (active) for 10s\n           undo: clear the injection on node1 (it also expires by itself)\n",
 		"  steps[1] service-errors (status 503) on node2 for 10s\n",
-		"  steps[2] partition node1 (active) from node2 (standby), witness (witness) for 10s (cut)\n           undo: remove the firewall rules on node1 (the kernel also expires them)\n",
+		"  steps[2] partition node1 (active) from node2 (standby), witness for 10s (cut)\n           undo: remove the firewall rules on node1 (the kernel also expires them)\n",
 		"  steps[3] planned-failover from node1 to node2 (standby) for 20s\n           undo: planned failover back to node1\n",
 		"  steps[4] planned-failover from node1 to node2 (standby)\n           undo: none: the role stays on node2\n",
 		"  steps[5] wait 2s\n",
