@@ -3,12 +3,16 @@ package systemd_test
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,6 +239,10 @@ func TestMakeInstall(t *testing.T) {
 		}
 	})
 
+	t.Run("sd_notify", func(t *testing.T) {
+		testAgentNotifies(t, filepath.Join(binDir, "newbieha-witness"))
+	})
+
 	t.Run("prefix", func(t *testing.T) {
 		// -o build: the binaries above, not built again.
 		dest := install(t, bin, "-o", "build", "PREFIX=/usr")
@@ -296,4 +304,112 @@ func TestMakeInstall(t *testing.T) {
 			t.Fatalf("systemd-analyze verify accepted Restart=sometimes without a word (%q): it checks nothing here", out)
 		}
 	})
+}
+
+// freePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip
+// takes both).
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// testAgentNotifies runs a one-node cluster's agent as systemd would with
+// Type=notify and WatchdogSec=1s, and reads what it sends: READY=1 once
+// its API answers, WATCHDOG=1 about every half second, STOPPING=1 on
+// SIGTERM, then a clean exit.
+func testAgentNotifies(t *testing.T, exe string) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	initArgs := []string{"init", "--name", "n1", "--role", "witness", "--advertise", "127.0.0.1", "--data-dir", dataDir,
+		"--api-port", strconv.Itoa(freePort(t)), "--raft-port", strconv.Itoa(freePort(t)), "--gossip-port", strconv.Itoa(freePort(t))}
+	if out, err := exec.Command(exe, initArgs...).CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	next := func(wait time.Duration) string {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(wait))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("waiting for a notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+
+	var log bytes.Buffer
+	agent := exec.Command(exe, "agent", "--data-dir", dataDir)
+	agent.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=1000000")
+	agent.Stdout, agent.Stderr = &log, &log
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- agent.Wait() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = agent.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("agent log:\n%s", log.String())
+		}
+	}()
+
+	if got := next(30 * time.Second); got != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+	if out, err := exec.Command(exe, "status", "--data-dir", dataDir).CombinedOutput(); err != nil {
+		t.Fatalf("status right after READY=1: %v\n%s", err, out)
+	}
+	start := time.Now()
+	for i := range 3 {
+		if got := next(5 * time.Second); got != "WATCHDOG=1" {
+			t.Fatalf("notification %d after READY: %q, want WATCHDOG=1", i, got)
+		}
+	}
+	// The first ping comes at once, the next two at half the interval.
+	if d := time.Since(start); d < 700*time.Millisecond || d > 3*time.Second {
+		t.Errorf("three pings took %v, want about 1s (WatchdogSec=1s, pinged every 0.5s)", d)
+	}
+	if err := agent.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got := next(10 * time.Second)
+		if got == "STOPPING=1" {
+			break
+		}
+		if got != "WATCHDOG=1" {
+			t.Fatalf("after SIGTERM: %q, want STOPPING=1", got)
+		}
+	}
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			t.Fatalf("agent exit after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent still running 20s after SIGTERM (TimeoutStopSec)")
+	}
 }
