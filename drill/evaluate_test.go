@@ -468,3 +468,23 @@ time_limit: 1m
 		t.Errorf("outage (first to last) = %v", rep.Figures.OutageMs)
 	}
 }
+
+func TestReport_JSONRoundTrip(t *testing.T) {
+	p := crashPlan(t, crashRunbook)
+	prev := Evaluate(p, timeline(1460*msec, 1560*msec))
+	rep := Evaluate(p, timeline(1460*msec, 1600*msec))
+	b, err := rep.JSON(prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadReport(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Text(prev) != rep.Text(prev) || back.Markdown(nil) != rep.Markdown(nil) {
+		t.Errorf("round trip changed the report:\n%s\nwant\n%s", back.Text(prev), rep.Text(prev))
+	}
+	if _, err := ReadReport([]byte("{")); err == nil {
+		t.Error("bad JSON read")
+	}
+}

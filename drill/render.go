@@ -249,3 +249,13 @@ func (r *Report) JSON(prev *Report) ([]byte, error) {
 	}
 	return append(b, '\n'), nil
 }
+
+// ReadReport decodes a report written by JSON (its "previous" is ignored),
+// for `drill report ID` and to set a stored run beside a new one.
+func ReadReport(data []byte) (*Report, error) {
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("decode report: %w", err)
+	}
+	return &r, nil
+}
