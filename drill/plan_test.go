@@ -262,3 +262,24 @@ func TestShippedRunbooks(t *testing.T) {
 		})
 	}
 }
+
+// TestDocsExample keeps the format example in docs/drills.md valid.
+func TestDocsExample(t *testing.T) {
+	page, err := os.ReadFile("../docs/drills.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(page), "```yaml\n")
+	if !ok {
+		t.Fatal("no yaml block in docs/drills.md")
+	}
+	block, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal("unterminated yaml block")
+	}
+	rb, err := Parse([]byte(block))
+	if err != nil {
+		t.Fatalf("the example in docs/drills.md: %v", err)
+	}
+	mustPlan(t, rb, sampleView())
+}
