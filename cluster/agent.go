@@ -124,6 +124,7 @@ type Agent struct {
 	gossipKey []byte
 	node      *raftNode
 	peers     *http.Client
+	root      rootCert // root@NODE's operator certificate (operatorcert.go)
 	ctl       *controller
 	lease     *leaseRunner
 	gossip    *gossip.Gossip
@@ -447,6 +448,16 @@ type applyBody struct {
 	Command string `json:"command"` // base64 of an fsm.Encode'd command
 }
 
+// applyHere commits cmd if this node is the leader, else ErrNotLeader: for
+// operator actions, which go to the leader as a whole (operatorAPI).
+func (a *Agent) applyHere(cmd fsm.Command) error {
+	data, err := fsm.Encode(cmd)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return a.applyLocal(data)
+}
+
 // applyLocal applies encoded data if this node is the leader.
 func (a *Agent) applyLocal(data []byte) error {
 	if a.node.raft.State() != raft.Leader {
@@ -493,10 +504,17 @@ func (a *Agent) addVoter(req VoterRequest) error {
 	if a.node.raft.State() != raft.Leader {
 		return ErrNotLeader
 	}
-	if _, ok := a.node.fsm.Member(req.Name); !ok {
+	m, ok := a.node.fsm.Member(req.Name)
+	if !ok {
 		return fmt.Errorf("%w: %q has not joined (no member record)", ErrUnknownMember, req.Name)
 	}
-	err := a.node.raft.AddVoter(raft.ServerID(req.Name), raft.ServerAddress(req.RaftAddr), 0, a.cfg.ApplyTimeout).Error()
+	// The address comes from the member record the signer wrote at join,
+	// never from the request: a member cannot move its own (or anyone's)
+	// voter address to another host.
+	if req.RaftAddr != m.RaftAddr {
+		return fmt.Errorf("%w: raft_addr %q is not %s's address on record (%s)", ErrBadRequest, req.RaftAddr, req.Name, m.RaftAddr)
+	}
+	err := a.node.raft.AddVoter(raft.ServerID(req.Name), raft.ServerAddress(m.RaftAddr), 0, a.cfg.ApplyTimeout).Error()
 	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 		return ErrNotLeader
 	}

@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,46 +23,17 @@ const maxBody = 64 << 10
 // the leader never forwards it again (no loops during an election).
 const forwardedHeader = "X-Newbieha-Forwarded"
 
-// handler returns the API. remote is the mTLS TCP port: every call there
-// but join needs a verified cluster certificate; the local unix socket is
-// protected by its file mode (root only).
+// handler returns the API of one server. The local unix socket (remote
+// false) serves the operator API to root, whom its file mode admits alone;
+// the mTLS port serves the operator API to operator certificates and the
+// peer API to members (docs/security.md, "Who may call what").
 func (a *Agent) handler(remote bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", a.handleStatus)
-	mux.HandleFunc("GET /v1/self", a.handleSelf)
-	mux.HandleFunc("POST /v1/join", a.handleJoin)
-	mux.HandleFunc("POST /v1/tokens", a.handleCreateToken)
-	mux.HandleFunc("POST /v1/remove", a.handleRemove)
-	mux.HandleFunc("POST /v1/internal/apply", a.handleApply)
-	mux.HandleFunc("POST /v1/internal/voter", a.handleVoter)
-	mux.HandleFunc("POST /v1/internal/lease", a.handleLease)
-	mux.HandleFunc("GET /v1/internal/lease", a.handleLeaseReport)
-	a.routesOps(mux)
-	mux.HandleFunc("GET /v1/metrics", a.handleMetrics)
-	if !remote {
-		return mux
+	(&operatorAPI{a: a, local: !remote}).routes(mux)
+	if remote {
+		(&peerAPI{a: a}).routes(mux)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/join" && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
-			a.log.Warn("refused api call without cluster certificate", "remote", r.RemoteAddr, "path", r.URL.Path)
-			writeError(w, ErrUnauthorized)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
-}
-
-// callerName is the node name of a remote caller's certificate, or "" for
-// the local socket.
-func callerName(r *http.Request) string {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-		return ""
-	}
-	return r.TLS.VerifiedChains[0][0].Subject.CommonName
-}
-
-func (a *Agent) handleSelf(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.self())
+	return mux
 }
 
 func (a *Agent) self() SelfReport {
@@ -92,32 +62,6 @@ func (a *Agent) ownHealth() (ok bool, why string, pending bool) {
 	}
 	ok, why = a.cfg.Health.Healthy()
 	return ok, why, !ok && a.cfg.Health.Pending()
-}
-
-func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.Status(r.Context()))
-}
-
-func (a *Agent) handleCreateToken(w http.ResponseWriter, r *http.Request) {
-	var req TokenRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	ttl := time.Duration(req.TTL)
-	if ttl == 0 {
-		ttl = DefaultTokenTTL
-	}
-	role := req.Role
-	if role == "" {
-		role = fsm.RoleGPU
-	}
-	tok, exp, err := a.CreateToken(r.Context(), ttl, role)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	a.audit(r, fmt.Sprintf("token create, role %s, valid %v", role, ttl))
-	writeJSON(w, http.StatusOK, TokenResponse{Token: tok, Expires: exp, Role: role})
 }
 
 // DefaultTokenTTL is how long a join token is valid unless told otherwise.
@@ -150,50 +94,6 @@ func (a *Agent) CreateToken(ctx context.Context, ttl time.Duration, role fsm.Rol
 	return tok.String(), exp, nil
 }
 
-func (a *Agent) handleRemove(w http.ResponseWriter, r *http.Request) {
-	var req RemoveRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	if err := ValidateName(req.Name); err != nil {
-		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
-		return
-	}
-	err := a.onLeader(r, func() error { return a.removeMember(req.Name) }, "/v1/remove", req, nil)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	a.audit(r, "remove "+req.Name)
-	writeJSON(w, http.StatusOK, struct{}{})
-}
-
-func (a *Agent) handleApply(w http.ResponseWriter, r *http.Request) {
-	var req applyBody
-	if !readJSON(w, r, &req) {
-		return
-	}
-	data, err := base64.StdEncoding.DecodeString(req.Command)
-	if err != nil {
-		writeError(w, fmt.Errorf("%w: command is not base64", ErrBadRequest))
-		return
-	}
-	cmd, err := fsm.Decode(data)
-	if err != nil {
-		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
-		return
-	}
-	if err := a.checkProposal(cmd); err != nil {
-		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
-		return
-	}
-	if err := a.onLeader(r, func() error { return a.applyLocal(data) }, "/v1/internal/apply", req, nil); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
-}
-
 // maxProposalSkew is how far from this node's clock the time stamped in a
 // forwarded CreateToken may be.
 const maxProposalSkew = 5 * time.Minute
@@ -210,33 +110,6 @@ func (a *Agent) checkProposal(cmd fsm.Command) error {
 		}
 	}
 	return nil
-}
-
-func (a *Agent) handleVoter(w http.ResponseWriter, r *http.Request) {
-	var req VoterRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	// A node may only ask for itself.
-	if c := callerName(r); c != "" && c != req.Name {
-		writeError(w, fmt.Errorf("%w: certificate of %q cannot add voter %q", ErrUnauthorized, c, req.Name))
-		return
-	}
-	if err := a.onLeader(r, func() error { return a.addVoter(req) }, "/v1/internal/voter", req, nil); err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, struct{}{})
-}
-
-// onLeader runs local when this node leads, else forwards the request once
-// to the leader, decoding the leader's answer into out (nil: none).
-func (a *Agent) onLeader(r *http.Request, local func() error, path string, body, out any) error {
-	err := local()
-	if !errors.Is(err, ErrNotLeader) || r.Header.Get(forwardedHeader) != "" {
-		return err
-	}
-	return a.toLeader(r.Context(), path, body, out)
 }
 
 // toLeader sends a request to the current leader's API. While there is no
@@ -365,6 +238,7 @@ var errorCodes = []struct {
 	{ErrUnreachable, "unreachable", http.StatusServiceUnavailable},
 	{pki.ErrNoCAKey, "no_ca_key", http.StatusServiceUnavailable},
 	{ErrMemberExists, "member_exists", http.StatusConflict},
+	{ErrUnknownToken, "unknown_token", http.StatusNotFound},
 }
 
 var sentinelByCode = func() map[string]error {

@@ -30,8 +30,12 @@ func TestInternalApply_TokenValidUntilYear9999IsRefused(t *testing.T) {
 		"created in 9998":     {ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: time.Date(9998, 12, 30, 0, 0, 0, 0, time.UTC), Expires: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), Role: fsm.RoleGPU},
 		"eight days from now": {ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: now.Add(8 * 24 * time.Hour), Role: fsm.RoleGPU},
 	} {
-		if status, raw := internalApply(t, w, n1, rawCommand(t, fsm.TypeCreateToken, fsm.CreateToken{Token: ft})); status != http.StatusBadRequest {
-			t.Fatalf("%s: status %d %s, want 400", name, status, raw)
+		// A member forwards no CreateToken at all (403): tokens are made
+		// by an operator on the leader. One that does not even decode (a
+		// lifetime over 7 days) is a 400 first; fsm tests show Apply
+		// refuses all of these too.
+		if status, raw := internalApply(t, w, n1, rawCommand(t, fsm.TypeCreateToken, fsm.CreateToken{Token: ft})); (status != http.StatusForbidden && status != http.StatusBadRequest) || !bytes.Contains(raw, []byte("CreateToken")) {
+			t.Fatalf("%s: status %d %s, want 403 or 400 naming CreateToken", name, status, raw)
 		}
 	}
 	if _, ok := n1.agent.FSM().State().Tokens[tok.ID]; ok {
@@ -74,16 +78,26 @@ func TestInternalApply_SettingsWithZeroRenewNegativeHoldDownOrHugeTimingAreRefus
 	})
 	for name, doc := range docs {
 		data := rawCommand(t, fsm.TypeSetSettings, fsm.SetSettings{Settings: json.RawMessage(doc)})
-		if status, raw := internalApply(t, w, n1, data); status != http.StatusBadRequest {
-			t.Errorf("%s: status %d %s, want 400", name, status, raw)
+		if status, raw := internalApply(t, w, n1, data); status != http.StatusForbidden || !bytes.Contains(raw, []byte("SetSettings")) {
+			t.Errorf("%s: status %d %s, want 403 naming SetSettings", name, status, raw)
 		}
 	}
 	if after := n1.agent.FSM().State().Settings; !bytes.Equal(after, before) {
 		t.Fatalf("settings changed to %s", after)
 	}
-	// Valid settings still go through (the test could fail).
+	// Not even valid settings: a node certificate is no operator.
 	ok, _ := json.Marshal(DefaultSettings())
-	if status, raw := internalApply(t, w, n1, rawCommand(t, fsm.TypeSetSettings, fsm.SetSettings{Settings: ok})); status != http.StatusOK {
-		t.Fatalf("default settings: status %d %s", status, raw)
+	if status, raw := internalApply(t, w, n1, rawCommand(t, fsm.TypeSetSettings, fsm.SetSettings{Settings: ok})); status != http.StatusForbidden {
+		t.Fatalf("default settings: status %d %s, want 403", status, raw)
+	}
+	// What a member may forward still goes through (the test could fail):
+	// an event about itself.
+	ev := fsm.RecordEvent{Event: fsm.Event{Kind: "drill", Node: "witness", Detail: "forwarded", Time: time.Now().UTC()}}
+	if status, raw := internalApply(t, w, n1, rawCommand(t, fsm.TypeRecordEvent, ev)); status != http.StatusOK {
+		t.Fatalf("own event: status %d %s", status, raw)
+	}
+	ev.Event.Node = "node1"
+	if status, raw := internalApply(t, w, n1, rawCommand(t, fsm.TypeRecordEvent, ev)); status != http.StatusForbidden {
+		t.Fatalf("event about node1 from the witness: status %d %s, want 403", status, raw)
 	}
 }

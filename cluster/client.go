@@ -2,28 +2,87 @@ package cluster
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/newbieha/newbieha/cluster/pki"
 
 	"github.com/newbieha/newbieha/fsm"
 )
 
-// Client talks to the local agent over its unix socket. The CLI uses it.
+// Client talks to an agent's operator API: the local agent over its unix
+// socket as root, or any member over mTLS with an operator certificate.
+// The CLI uses it.
 type Client struct {
-	socket string
-	http   *http.Client
+	// base is the URL the paths are appended to; where names the agent
+	// in errors.
+	base, where string
+	http        *http.Client
+}
+
+// NewRemoteClient returns a client for the member whose API listens at
+// server (host:port), presenting the operator certificate in certDir
+// (pki.CACertFile, pki.OperatorCertFile, pki.OperatorKeyFile, as `newbieha
+// operator cert` writes them). A member that cannot carry out a change
+// itself redirects the client to the one that can (the leader).
+func NewRemoteClient(server, certDir string) (*Client, error) {
+	if _, _, err := net.SplitHostPort(server); err != nil {
+		return nil, fmt.Errorf("server %q: want host:port of a member's API: %w", server, err)
+	}
+	read := func(name string) ([]byte, error) {
+		p := filepath.Join(certDir, name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("operator certificate: %w (make one with: newbieha operator cert --name NAME --out %s)", err, certDir)
+		}
+		return b, nil
+	}
+	var ca, cert *x509.Certificate
+	var key crypto.Signer
+	for _, f := range []struct {
+		name  string
+		parse func([]byte) error
+	}{
+		{pki.CACertFile, func(b []byte) (err error) { ca, err = pki.ParseCert(b); return }},
+		{pki.OperatorCertFile, func(b []byte) (err error) { cert, err = pki.ParseCert(b); return }},
+		{pki.OperatorKeyFile, func(b []byte) (err error) { key, err = pki.ParseKey(b); return }},
+	} {
+		b, err := read(f.name)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.parse(b); err != nil {
+			return nil, fmt.Errorf("operator certificate: parse %s: %w", filepath.Join(certDir, f.name), err)
+		}
+	}
+	if time.Now().After(cert.NotAfter) {
+		return nil, fmt.Errorf("operator certificate %s expired at %s; make a new one with: newbieha operator cert", filepath.Join(certDir, pki.OperatorCertFile), cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return &Client{
+		base:  "https://" + server,
+		where: "member " + server,
+		http: &http.Client{
+			Timeout:   5 * time.Minute,
+			Transport: &http.Transport{TLSClientConfig: pki.OperatorClientConfig(ca, cert, key)},
+		},
+	}, nil
 }
 
 // NewLocalClient returns a client for the agent whose data dir is dataDir.
 func NewLocalClient(dataDir string) *Client {
 	sock := SocketPath(dataDir)
 	return &Client{
-		socket: sock,
+		base:  "http://agent",
+		where: "local agent at " + sock + " (is `newbieha agent` running with this --data-dir?)",
 		http: &http.Client{
 			Timeout: 30 * time.Second,
 			Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -43,14 +102,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = strings.NewReader(string(b))
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://agent"+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("local agent at %s: %w (is `newbieha agent` running with this --data-dir?)", c.socket, err)
+		return fmt.Errorf("%s: %w", c.where, err)
 	}
 	defer resp.Body.Close()
 	return decodeResponse(resp, out)
@@ -124,4 +183,12 @@ func (c *Client) Events(ctx context.Context) ([]fsm.Event, error) {
 	var e []fsm.Event
 	err := c.do(ctx, http.MethodGet, "/v1/events", nil, &e)
 	return e, err
+}
+
+// OperatorCert asks the local agent (root only, a GPU node) to sign an
+// operator certificate for the public key in req.
+func (c *Client) OperatorCert(ctx context.Context, req OperatorCertRequest) (OperatorCertResponse, error) {
+	var r OperatorCertResponse
+	err := c.do(ctx, http.MethodPost, "/v1/operator/cert", req, &r)
+	return r, err
 }

@@ -170,13 +170,13 @@ func TestAudit_OperatorActionsAreEventsWithWhoAndWhy(t *testing.T) {
 	if err := cl.Maintenance(ctx, true, "manual:patching the driver"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.client("witness").CreateToken(ctx, time.Hour, "gpu"); err != nil {
+	if _, err := c.client("node1").CreateToken(ctx, time.Hour, "gpu"); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
 		"root@node2: failover node1 -> node2, epoch 2, force=false, reason manual:failover",
 		"root@node2: maintenance on=true, reason manual:patching the driver",
-		"root@witness: token create, role gpu, valid 1h0m0s",
+		"root@node1: token create, role gpu, valid 1h0m0s, uses 1",
 	}
 	for _, on := range []string{"node1", "node2", "witness"} {
 		waitFor(t, 10*time.Second, "the operator events on "+on, func() error {

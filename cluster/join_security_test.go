@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -50,7 +51,6 @@ func TestJoin_GarbageTokensWriteNoRaftEntry(t *testing.T) {
 	})
 	before := n1.agent.node.raft.LastIndex()
 	hash := pki.Hash(n1.agent.bundle.CA.Cert)
-	client := apiClient(nil)
 	tokens := []string{"", "garbage", "nbha1.abc.def.ghi", "nbha1.abcdef." + strings.Repeat("0", 32) + "." + strings.Repeat("0", 64)}
 	for i := 0; i < 50; i++ {
 		tok, err := pki.NewToken(hash) // well formed, right cluster, unknown
@@ -59,7 +59,10 @@ func TestJoin_GarbageTokensWriteNoRaftEntry(t *testing.T) {
 		}
 		tokens = append(tokens, tok.String())
 	}
-	for _, tok := range tokens {
+	for i, tok := range tokens {
+		// Five joins a source address, under the per-source rate limit
+		// (limits.go), so that every one reaches the token check.
+		client := apiClientFrom(nil, fmt.Sprintf("127.0.1.%d", 10+i/5))
 		if status, _, raw := post(t, client, joinURL(n1), joinBody(t, tok, "intruder", "127.0.0.66", fsm.RoleGPU)); status != http.StatusForbidden {
 			t.Fatalf("garbage token %q: status %d %s, want 403", tok, status, raw)
 		}

@@ -77,26 +77,6 @@ func (a *Agent) voterNames() []string {
 	return names
 }
 
-// handleLease is a voter's answer to a lease request or release. Only a
-// node may call it, and only for itself.
-func (a *Agent) handleLease(w http.ResponseWriter, r *http.Request) {
-	var req lease.Request
-	if !readJSON(w, r, &req) {
-		return
-	}
-	ans, err := a.lease.handle(callerName(r), req)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ans)
-}
-
-// handleLeaseReport is this voter's report for the leader's controller.
-func (a *Agent) handleLeaseReport(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.lease.report())
-}
-
 // otherReports asks every other voter for its lease report, at once and
 // within timeout; one that does not answer is left out. It returns early
 // once enough says the reports so far suffice (a host that is gone does

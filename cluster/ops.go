@@ -2,14 +2,10 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/newbieha/newbieha/fsm"
 )
@@ -67,17 +63,6 @@ type ConfigResponse struct {
 	Settings Settings `json:"settings"`
 }
 
-func (a *Agent) routesOps(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/failover", a.handleFailover)
-	mux.HandleFunc("POST /v1/maintenance", a.handleMaintenance)
-	mux.HandleFunc("GET /v1/history", a.handleHistory)
-	mux.HandleFunc("GET /v1/events", a.handleEvents)
-	mux.HandleFunc("GET /v1/config", a.handleConfigShow)
-	mux.HandleFunc("POST /v1/config", a.handleConfigApply)
-	mux.HandleFunc("POST /v1/raft/transfer-leader", a.handleTransferLeader)
-	mux.HandleFunc("POST /v1/drill/inject", a.handleDrillInject)
-}
-
 // DrillRequest forces a check result on a node for a while.
 type DrillRequest struct {
 	Node    string   `json:"node"`  // "" means the node that receives it
@@ -86,106 +71,12 @@ type DrillRequest struct {
 	For     Duration `json:"for"`
 }
 
-func (a *Agent) handleDrillInject(w http.ResponseWriter, r *http.Request) {
-	var req DrillRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	if req.For <= 0 || time.Duration(req.For) > time.Hour {
-		writeError(w, fmt.Errorf("%w: for %v must be between 1s and 1h", ErrBadRequest, time.Duration(req.For)))
-		return
-	}
-	if req.Node != "" && req.Node != a.Name() {
-		m, ok := a.node.fsm.Member(req.Node)
-		if !ok {
-			writeError(w, fmt.Errorf("%w: %q", ErrUnknownMember, req.Node))
-			return
-		}
-		fwd := req
-		fwd.Node = ""
-		if err := a.peerCall(r.Context(), m.APIAddr, http.MethodPost, "/v1/drill/inject", fwd, nil, true); err != nil {
-			writeError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, struct{}{})
-		return
-	}
-	if a.cfg.Drill == nil {
-		writeError(w, fmt.Errorf("%w: %s runs no health checks", ErrBadRequest, a.Name()))
-		return
-	}
-	if err := a.cfg.Drill(req.Check, req.Passing, time.Now().Add(time.Duration(req.For))); err != nil {
-		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
-		return
-	}
-	a.log.Warn("drill: check result forced", "check", req.Check, "passing", req.Passing, "for", time.Duration(req.For))
-	verdict := "failing"
-	if req.Passing {
-		verdict = "passing"
-	}
-	a.recordEvent(r.Context(), "drill", fmt.Sprintf("check %s forced %s for %v", req.Check, verdict, time.Duration(req.For)))
-	writeJSON(w, http.StatusOK, struct{}{})
-}
-
 // TransferLeaderRequest asks the leader to hand Raft leadership to a member
 // (an operator and drill tool, like `consul operator raft transfer-leader`).
 // It does not change the active node by itself: the controller of the new
 // leader does what its role requires.
 type TransferLeaderRequest struct {
 	To string `json:"to"`
-}
-
-func (a *Agent) handleTransferLeader(w http.ResponseWriter, r *http.Request) {
-	var req TransferLeaderRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	err := a.onLeader(r, func() error {
-		if !a.IsLeader() {
-			return ErrNotLeader
-		}
-		m, ok := a.node.fsm.Member(req.To)
-		if !ok {
-			return fmt.Errorf("%w: %q", ErrUnknownMember, req.To)
-		}
-		if req.To == a.Name() {
-			return nil
-		}
-		if err := a.node.raft.LeadershipTransferToServer(raft.ServerID(req.To), raft.ServerAddress(m.RaftAddr)).Error(); err != nil {
-			return fmt.Errorf("transfer leadership to %s: %w", req.To, err)
-		}
-		a.log.Info("leadership transferred on request", "to", req.To)
-		return nil
-	}, "/v1/raft/transfer-leader", req, nil)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	a.audit(r, "raft transfer-leader to "+req.To)
-	writeJSON(w, http.StatusOK, struct{}{})
-}
-
-func (a *Agent) handleFailover(w http.ResponseWriter, r *http.Request) {
-	var req FailoverRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	reason := req.Reason
-	switch {
-	case reason == "":
-		reason = "manual:failover"
-	case !strings.HasPrefix(reason, "manual:") && !strings.HasPrefix(reason, "stop:"):
-		writeError(w, fmt.Errorf("%w: reason %q must start with manual: or stop:", ErrBadRequest, reason))
-		return
-	}
-	var resp FailoverResponse
-	err := a.onLeader(r, func() (err error) { resp, err = a.failover(r.Context(), req, reason); return err }, "/v1/failover", req, &resp)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	a.audit(r, fmt.Sprintf("failover %s -> %s, epoch %d, force=%v, reason %s", resp.From, resp.To, resp.Epoch, req.Force, reason))
-	writeJSON(w, http.StatusOK, resp)
 }
 
 // failover hands the active role to req.To (leader only): it checks the
@@ -260,41 +151,6 @@ func (a *Agent) selfOf(ctx context.Context, name string) (SelfReport, error) {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func (a *Agent) handleMaintenance(w http.ResponseWriter, r *http.Request) {
-	var req MaintenanceRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	if req.Reason == "" {
-		req.Reason = "manual:maintenance-off"
-		if req.On {
-			req.Reason = "manual:maintenance-on"
-		}
-	}
-	if err := a.apply(r.Context(), fsm.SetMaintenance{On: req.On, Time: a.cfg.Now().UTC(), Reason: req.Reason}); err != nil {
-		writeError(w, err)
-		return
-	}
-	a.audit(r, fmt.Sprintf("maintenance on=%v, reason %s", req.On, req.Reason))
-	writeJSON(w, http.StatusOK, struct{}{})
-}
-
-// audit records an operator action as an "operator" event in the
-// replicated history: who (the operator certificate's name, or root@NODE
-// for the local socket), what, and the reason given. Only the member that
-// received the call records it; a forwarded copy would name the forwarding
-// node instead of the operator.
-func (a *Agent) audit(r *http.Request, what string) {
-	if r.Header.Get(forwardedHeader) != "" {
-		return
-	}
-	who := callerName(r)
-	if who == "" {
-		who = "root@" + a.Name()
-	}
-	a.recordEvent(r.Context(), "operator", who+": "+what)
-}
-
 // recordEvent commits an audit event about this node (best effort: a
 // failure is logged, the caller goes on).
 func (a *Agent) recordEvent(ctx context.Context, kind, detail string) {
@@ -305,58 +161,6 @@ func (a *Agent) recordEvent(ctx context.Context, kind, detail string) {
 	if err := a.apply(ctx, fsm.RecordEvent{Event: ev}); err != nil {
 		a.log.Warn("could not record event", "kind", kind, "error", err)
 	}
-}
-
-func (a *Agent) handleEvents(w http.ResponseWriter, r *http.Request) {
-	ev := a.node.fsm.State().Events
-	if ev == nil {
-		ev = []fsm.Event{}
-	}
-	writeJSON(w, http.StatusOK, ev)
-}
-
-func (a *Agent) handleHistory(w http.ResponseWriter, r *http.Request) {
-	h := a.node.fsm.State().History
-	if h == nil {
-		h = []fsm.Transition{}
-	}
-	writeJSON(w, http.StatusOK, h)
-}
-
-func (a *Agent) handleConfigShow(w http.ResponseWriter, r *http.Request) {
-	s := a.settings()
-	y, err := s.YAML()
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ConfigResponse{YAML: string(y), Settings: s})
-}
-
-func (a *Agent) handleConfigApply(w http.ResponseWriter, r *http.Request) {
-	var req ConfigRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
-	s, err := ParseSettings([]byte(req.YAML))
-	if err == nil && a.cfg.ValidateSettings != nil {
-		err = a.cfg.ValidateSettings(s)
-	}
-	if err != nil {
-		writeError(w, fmt.Errorf("%w: cluster config: %w", ErrBadRequest, err))
-		return
-	}
-	raw, err := json.Marshal(s)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := a.apply(r.Context(), fsm.SetSettings{Settings: raw}); err != nil {
-		writeError(w, err)
-		return
-	}
-	a.audit(r, fmt.Sprintf("config apply (%d bytes of YAML)", len(req.YAML)))
-	writeJSON(w, http.StatusOK, ConfigResponse{YAML: req.YAML, Settings: s})
 }
 
 // Shutdown stops the agent as SIGTERM should: an agent that holds the
@@ -396,7 +200,7 @@ func (a *Agent) handOffBeforeStop() {
 	if a.IsLeader() {
 		resp, err = a.failover(ctx, req, req.Reason)
 	} else {
-		err = a.toLeader(ctx, "/v1/failover", req, &resp)
+		err = a.toLeader(ctx, "/v1/internal/handover", HandoverRequest{To: to}, &resp)
 	}
 	if err != nil {
 		a.log.Warn("hand-over before stop failed; releasing", "to", to, "error", err)

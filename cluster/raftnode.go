@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -104,7 +105,34 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.L
 	if err != nil {
 		return nil, false, fmt.Errorf("start raft: %w", err)
 	}
+	stream.setAdmit(func(c *x509.Certificate) error { return admitRaftPeer(r, c) })
 	return &raftNode{raft: r, fsm: f, store: store, transport: transport}, hadState, nil
+}
+
+// admitRaftPeer lets a Raft peer in only with a node certificate naming a
+// server of the latest configuration, so that a removed node (its
+// certificate still valid) or an operator certificate gets no answer, not
+// even a term. A node whose configuration is empty has joined and waits
+// for its first entries from a leader it cannot know yet; it has nothing
+// to protect, so it takes any member certificate.
+func admitRaftPeer(r *raft.Raft, c *x509.Certificate) error {
+	if role := pki.Role(c); !pki.IsNodeRole(role) {
+		return fmt.Errorf("certificate %q names role %q, not a member role", c.Subject.CommonName, role)
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("read raft configuration: %w", err)
+	}
+	servers := f.Configuration().Servers
+	if len(servers) == 0 {
+		return nil
+	}
+	for _, s := range servers {
+		if string(s.ID) == c.Subject.CommonName {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not a server of the current raft configuration", c.Subject.CommonName)
 }
 
 // close shuts raft down and releases the stores and the port.

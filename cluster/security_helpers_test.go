@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -39,6 +40,15 @@ func apiClient(bundle *pki.Bundle) *http.Client {
 		cfg = bundle.ClientConfig()
 	}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+// apiClientFrom is apiClient with connections made from the local
+// address ip (a loopback address), as another host would.
+func apiClientFrom(bundle *pki.Bundle, ip string) *http.Client {
+	c := apiClient(bundle)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c.Transport.(*http.Transport).DialContext = d.DialContext
+	return c
 }
 
 // post sends body (any JSON value, or raw bytes) and returns the status and

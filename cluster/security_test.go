@@ -141,11 +141,11 @@ func TestJoin_AnyGPUMemberAdmitsWhileFirstNodeIsDown(t *testing.T) {
 		}
 		return nil
 	})
-	tok, _, err := c.nodes["node2"].agent.CreateToken(ctx, time.Hour, fsm.RoleGPU)
+	tr, err := c.client("node2").CreateToken(ctx, time.Hour, fsm.RoleGPU)
 	if err != nil {
 		t.Fatalf("token from node2: %v", err)
 	}
-	c.token = tok
+	c.token = tr.Token
 	// Through the witness, which holds no CA key and passes the join on.
 	c.join("node4", "127.0.0.4", fsm.RoleGPU, "witness")
 	waitFor(t, 15*time.Second, "node4 a voter", func() error {

@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -13,10 +15,12 @@ import (
 )
 
 // tlsStreamLayer is a raft.StreamLayer that speaks mutual TLS 1.3: the
-// listener refuses peers without a cluster certificate, the dialer
-// verifies the peer's certificate against the cluster CA.
+// listener refuses peers without a cluster certificate and, after the
+// handshake, any the admit check refuses (a server outside the current
+// configuration, an operator certificate); the dialer verifies the peer's
+// certificate against the cluster CA.
 type tlsStreamLayer struct {
-	net.Listener
+	*handshakeListener
 	advertise net.Addr
 	client    *tls.Config
 }
@@ -26,7 +30,13 @@ func newTLSStreamLayer(bind string, advertise net.Addr, server, client *tls.Conf
 	if err != nil {
 		return nil, fmt.Errorf("listen raft %s: %w", bind, err)
 	}
-	return &tlsStreamLayer{Listener: newHandshakeListener(tls.NewListener(ln, server), logger), advertise: advertise, client: client}, nil
+	return &tlsStreamLayer{handshakeListener: newHandshakeListener(tls.NewListener(ln, server), logger), advertise: advertise, client: client}, nil
+}
+
+// setAdmit installs the check every peer's certificate must pass after the
+// handshake (admitRaftPeer); until then every connection is refused.
+func (t *tlsStreamLayer) setAdmit(admit func(*x509.Certificate) error) {
+	t.admit.Store(&admit)
 }
 
 // Addr returns the advertised address, which raft gives to peers.
@@ -52,6 +62,8 @@ type handshakeListener struct {
 	done   chan struct{}
 	once   sync.Once
 	logger hclog.Logger
+	// admit judges the peer's verified certificate; nil refuses all.
+	admit atomic.Pointer[func(*x509.Certificate) error]
 }
 
 func newHandshakeListener(ln net.Listener, logger hclog.Logger) *handshakeListener {
@@ -89,11 +101,28 @@ func (l *handshakeListener) handshake(tc *tls.Conn) {
 		return
 	}
 	_ = tc.SetDeadline(time.Time{})
+	if err := l.admitted(tc); err != nil {
+		l.logger.Warn("refused raft connection", "remote", tc.RemoteAddr().String(), "error", err)
+		_ = tc.Close()
+		return
+	}
 	select {
 	case l.conns <- tc:
 	case <-l.done:
 		_ = tc.Close()
 	}
+}
+
+func (l *handshakeListener) admitted(tc *tls.Conn) error {
+	admit := l.admit.Load()
+	if admit == nil {
+		return errors.New("raft is still starting")
+	}
+	chains := tc.ConnectionState().VerifiedChains
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return errors.New("no verified client certificate")
+	}
+	return (*admit)(chains[0][0])
 }
 
 // Accept returns the next connection whose handshake succeeded.

@@ -29,7 +29,7 @@ func newFailoverCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
 			defer cancel()
-			c := cluster.NewLocalClient(dataDir)
+			c := agentClient(dataDir)
 			begin := time.Now()
 			resp, err := c.Failover(ctx, cluster.FailoverRequest{To: to, Force: force})
 			if err != nil {
@@ -88,7 +88,7 @@ func newMaintenanceCmd() *cobra.Command {
 			default:
 				return fmt.Errorf("maintenance %q: want on or off", args[0])
 			}
-			if err := cluster.NewLocalClient(dataDir).Maintenance(cmd.Context(), on, reason); err != nil {
+			if err := agentClient(dataDir).Maintenance(cmd.Context(), on, reason); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "maintenance %s\n", args[0])
@@ -111,7 +111,7 @@ func newHistoryCmd() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			c := cluster.NewLocalClient(dataDir)
+			c := agentClient(dataDir)
 			if events {
 				e, err := c.Events(cmd.Context())
 				if err != nil {
@@ -171,7 +171,7 @@ func newConfigCmd() *cobra.Command {
 		Short: "Print the live cluster settings (YAML)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := cluster.NewLocalClient(dataDir).ConfigShow(cmd.Context())
+			r, err := agentClient(dataDir).ConfigShow(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -197,7 +197,7 @@ func newConfigCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			if _, err := cluster.NewLocalClient(applyDir).ConfigApply(cmd.Context(), b); err != nil {
+			if _, err := agentClient(applyDir).ConfigApply(cmd.Context(), b); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "applied %s\n", args[0])
@@ -245,7 +245,7 @@ func newRaftCmd() *cobra.Command {
 			if to == "" {
 				return fmt.Errorf("--to: the member to hand leadership to is required")
 			}
-			if err := cluster.NewLocalClient(dataDir).TransferLeader(cmd.Context(), to); err != nil {
+			if err := agentClient(dataDir).TransferLeader(cmd.Context(), to); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "leadership handed to %s\n", to)
@@ -272,7 +272,7 @@ func newDrillCmd() *cobra.Command {
 				return fmt.Errorf("--check: the check's name or kind:name is required")
 			}
 			req := cluster.DrillRequest{Node: node, Check: check, Passing: pass, For: cluster.Duration(dur)}
-			if err := cluster.NewLocalClient(dataDir).Drill(cmd.Context(), req); err != nil {
+			if err := agentClient(dataDir).Drill(cmd.Context(), req); err != nil {
 				return err
 			}
 			verdict := "failing"

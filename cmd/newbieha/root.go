@@ -29,7 +29,8 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInitCmd(), newJoinCmd(), newAgentCmd(), newStatusCmd(), newTokenCmd(), newRemoveCmd(), newVersionCmd(),
-		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newConfigCmd(), newVIPCmd(), newRaftCmd(), newDrillCmd())
+		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newConfigCmd(), newVIPCmd(), newRaftCmd(), newDrillCmd(), newOperatorCmd())
+	addRemoteFlags(root)
 	return root
 }
 
@@ -240,7 +241,7 @@ func newStatusCmd() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			st, err := cluster.NewLocalClient(dataDir).Status(cmd.Context())
+			st, err := agentClient(dataDir).Status(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -330,7 +331,7 @@ func newTokenCmd() *cobra.Command {
 			if uses < 1 || uses > fsm.MaxTokenUses {
 				return fmt.Errorf("--uses %d: want 1..%d", uses, fsm.MaxTokenUses)
 			}
-			t, err := cluster.NewLocalClient(dataDir).CreateTokenUses(cmd.Context(), ttl, fsm.Role(role), uses)
+			t, err := agentClient(dataDir).CreateTokenUses(cmd.Context(), ttl, fsm.Role(role), uses)
 			if err != nil {
 				return err
 			}
@@ -342,7 +343,7 @@ func newTokenCmd() *cobra.Command {
 	create.Flags().DurationVar(&ttl, "ttl", cluster.DefaultTokenTTL, "how long the token is valid (at most 168h)")
 	create.Flags().StringVar(&role, "role", "gpu", "the role the token admits: gpu (a GPU node, which gets the CA key, or a witness) or witness (a witness only)")
 	create.Flags().IntVar(&uses, "uses", cluster.DefaultTokenUses, fmt.Sprintf("how many nodes the token admits (at most %d)", fsm.MaxTokenUses))
-	token.AddCommand(create, newTokenListCmd(cluster.NewLocalClient), newTokenRevokeCmd(cluster.NewLocalClient))
+	token.AddCommand(create, newTokenListCmd(agentClient), newTokenRevokeCmd(agentClient))
 	return token
 }
 
@@ -353,7 +354,7 @@ func newRemoveCmd() *cobra.Command {
 		Short: "Remove a member from the cluster",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cluster.NewLocalClient(dataDir).Remove(cmd.Context(), args[0]); err != nil {
+			if err := agentClient(dataDir).Remove(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
