@@ -66,14 +66,11 @@ func openOffline(dataDir string, logger hclog.Logger, mustExist bool) (*offlineN
 	if err := checkPermissions(dataDir); err != nil {
 		return nil, err
 	}
-	if err := agentAnswers(dataDir); err != nil {
-		return nil, err
-	}
 	n := &offlineNode{dataDir: dataDir, cfg: cfg, logger: logger}
 	db := raftDBPath(dataDir)
 	if _, err := os.Stat(db); err != nil {
 		if errors.Is(err, os.ErrNotExist) && !mustExist {
-			return n, nil
+			return n, agentAnswers(dataDir)
 		}
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no raft state in %s: %s does not exist", dataDir, db)
@@ -91,10 +88,10 @@ func openOffline(dataDir string, logger hclog.Logger, mustExist bool) (*offlineN
 	return n, nil
 }
 
-// agentAnswers fails when an agent serves dataDir's local API socket. The
-// store lock already tells a running agent apart; this also covers a raft
-// dir deleted under a running agent, whose lock is then on a file no
-// longer there.
+// agentAnswers fails when an agent serves dataDir's local API socket: for
+// a data dir without a raft.db, which has no lock to take (its raft dir
+// was deleted, perhaps under a running agent, whose lock is then on a
+// file no longer there).
 func agentAnswers(dataDir string) error {
 	sock := SocketPath(dataDir)
 	c, err := net.DialTimeout("unix", sock, 200*time.Millisecond)
