@@ -178,6 +178,11 @@ func (c *Client) Drill(ctx context.Context, req DrillRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/drill/inject", req, nil)
 }
 
+// DrillEvent records a drill's start or end in the history.
+func (c *Client) DrillEvent(ctx context.Context, req DrillEventRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/drill/event", req, nil)
+}
+
 // Events returns the audit events (drills, VIP conflicts), oldest first.
 func (c *Client) Events(ctx context.Context) ([]fsm.Event, error) {
 	var e []fsm.Event

@@ -143,6 +143,8 @@ func endpointBody(t *testing.T, route, self, other, selfRaft string) []byte {
 		return enc(MaintenanceRequest{On: false, Reason: "manual:endpoint table"})
 	case "POST /v1/drill/inject":
 		return []byte(`{"check":"x","passing":true,"for":"0s"}`)
+	case "POST /v1/drill/event":
+		return []byte(`{"id":"x","runbook":"x","phase":"neither"}`)
 	case "POST /v1/operator/cert":
 		return enc(OperatorCertRequest{Name: "Not A Name"})
 	case "POST /v1/join":

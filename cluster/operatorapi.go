@@ -58,6 +58,7 @@ func (o *operatorAPI) routes(mux router) {
 		{"POST /v1/maintenance", o.handleMaintenance},
 		{"POST /v1/raft/transfer-leader", o.handleTransferLeader},
 		{"POST /v1/drill/inject", o.handleDrillInject},
+		{"POST /v1/drill/event", o.handleDrillEvent},
 		{"POST /v1/operator/cert", o.handleOperatorCert},
 	} {
 		mux.HandleFunc(r.pattern, o.guard(r.h))
@@ -423,7 +424,7 @@ func (o *operatorAPI) handleDrillInject(w http.ResponseWriter, r *http.Request) 
 	if !readJSON(w, r, &req) {
 		return
 	}
-	if req.For <= 0 || time.Duration(req.For) > time.Hour {
+	if !req.Clear && (req.For <= 0 || time.Duration(req.For) > time.Hour) {
 		writeError(w, fmt.Errorf("%w: for %v must be between 1s and 1h", ErrBadRequest, time.Duration(req.For)))
 		return
 	}
@@ -438,6 +439,16 @@ func (o *operatorAPI) handleDrillInject(w http.ResponseWriter, r *http.Request) 
 	}
 	if a.cfg.Drill == nil {
 		writeError(w, fmt.Errorf("%w: %s runs no health checks", ErrBadRequest, a.Name()))
+		return
+	}
+	if req.Clear {
+		if err := a.cfg.Drill(req.Check, false, time.Time{}); err != nil {
+			writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
+			return
+		}
+		a.log.Warn("drill: injection cleared", "check", req.Check, "by", callerOf(r).name)
+		o.audit(r, fmt.Sprintf("drill inject on %s: check %s injection cleared", a.Name(), req.Check))
+		writeJSON(w, http.StatusOK, struct{}{})
 		return
 	}
 	if err := a.cfg.Drill(req.Check, req.Passing, time.Now().Add(time.Duration(req.For))); err != nil {

@@ -63,12 +63,15 @@ type ConfigResponse struct {
 	Settings Settings `json:"settings"`
 }
 
-// DrillRequest forces a check result on a node for a while.
+// DrillRequest forces a check result on a node for a while, or with Clear
+// ends an earlier injection of Check at once (Passing and For are then
+// ignored; the check is probed again at once).
 type DrillRequest struct {
 	Node    string   `json:"node"`  // "" means the node that receives it
 	Check   string   `json:"check"` // "name" or "kind:name"
 	Passing bool     `json:"passing"`
 	For     Duration `json:"for"`
+	Clear   bool     `json:"clear,omitempty"`
 }
 
 // TransferLeaderRequest asks the leader to hand Raft leadership to a member

@@ -311,13 +311,17 @@ func (v *services) SetActive(active bool) {
 	}
 }
 
-// Drill forces a check's result until a time.
+// Drill forces a check's result until a time; a zero until ends an
+// earlier injection at once.
 func (v *services) Drill(check string, passing bool, until time.Time) error {
 	v.mu.Lock()
 	r := v.runner
 	v.mu.Unlock()
 	if r == nil {
 		return errors.New("no health checks are configured")
+	}
+	if until.IsZero() {
+		return r.ClearInjection(check)
 	}
 	st := health.StatusFailing
 	if passing {

@@ -1,0 +1,129 @@
+package cluster
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// DrillEventKind is the kind of the history events that record a
+// runbook drill's start and end (`newbieha drill run`).
+const DrillEventKind = "drill-run"
+
+// The phases of a drill a DrillEventRequest records.
+const (
+	DrillPhaseStart = "start"
+	DrillPhaseEnd   = "end"
+)
+
+// DrillEventRequest records a drill's start or end in the replicated
+// history, as an event of kind DrillEventKind with the caller's name.
+type DrillEventRequest struct {
+	// ID names the run; its report is stored under it on the machine that
+	// ran it.
+	ID      string `json:"id"`
+	Runbook string `json:"runbook"`
+	// Phase is DrillPhaseStart or DrillPhaseEnd.
+	Phase string `json:"phase"`
+	// Until is, at the start, the latest the drill can end (its time
+	// limit): until then, or its end, the drill counts as running.
+	Until time.Time `json:"until,omitempty"`
+	// Summary is, at the end, the report in one line.
+	Summary string `json:"summary,omitempty"`
+}
+
+var (
+	drillIDRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$`)
+	drillRunbookRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+)
+
+func (r DrillEventRequest) validate() error {
+	if !drillIDRE.MatchString(r.ID) {
+		return fmt.Errorf("id %q: want letters, digits, '.', '_' and '-', at most 80", r.ID)
+	}
+	if !drillRunbookRE.MatchString(r.Runbook) {
+		return fmt.Errorf("runbook %q: want lowercase letters, digits and '-', at most 63", r.Runbook)
+	}
+	switch r.Phase {
+	case DrillPhaseStart:
+		if r.Until.IsZero() {
+			return fmt.Errorf("a start needs until, the latest the drill can end")
+		}
+	case DrillPhaseEnd:
+		if !utf8.ValidString(r.Summary) {
+			return fmt.Errorf("summary is not UTF-8")
+		}
+	default:
+		return fmt.Errorf("phase %q: want %s or %s", r.Phase, DrillPhaseStart, DrillPhaseEnd)
+	}
+	return nil
+}
+
+// detail is the event's text after the caller's name: "drill ID start,
+// runbook NAME, until T" or "drill ID end: SUMMARY".
+func (r DrillEventRequest) detail() string {
+	if r.Phase == DrillPhaseStart {
+		return fmt.Sprintf("drill %s start, runbook %s, until %s", r.ID, r.Runbook, r.Until.UTC().Format(time.RFC3339Nano))
+	}
+	s := strings.ReplaceAll(r.Summary, "\n", " ")
+	if s == "" {
+		s = "no summary"
+	}
+	return fmt.Sprintf("drill %s end: %s", r.ID, s)
+}
+
+var (
+	drillStartRE = regexp.MustCompile(`^(.*?): drill (\S+) start, runbook (\S+), until (\S+)$`)
+	drillEndRE   = regexp.MustCompile(`^(.*?): drill (\S+) end: (.*)$`)
+)
+
+// ParseDrillEvent reads back an event recorded by POST /v1/drill/event:
+// ok is false for any other event. Caller is who recorded it.
+func ParseDrillEvent(ev fsm.Event) (req DrillEventRequest, caller string, ok bool) {
+	if ev.Kind != DrillEventKind {
+		return DrillEventRequest{}, "", false
+	}
+	if m := drillStartRE.FindStringSubmatch(ev.Detail); m != nil {
+		until, err := time.Parse(time.RFC3339Nano, m[4])
+		if err != nil {
+			return DrillEventRequest{}, "", false
+		}
+		return DrillEventRequest{ID: m[2], Runbook: m[3], Phase: DrillPhaseStart, Until: until}, m[1], true
+	}
+	if m := drillEndRE.FindStringSubmatch(ev.Detail); m != nil {
+		return DrillEventRequest{ID: m[2], Phase: DrillPhaseEnd, Summary: m[3]}, m[1], true
+	}
+	return DrillEventRequest{}, "", false
+}
+
+// handleDrillEvent records a drill's start or end (operators only; the
+// event names this member, which commits it through the leader).
+func (o *operatorAPI) handleDrillEvent(w http.ResponseWriter, r *http.Request) {
+	var req DrillEventRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if err := req.validate(); err != nil {
+		writeError(w, fmt.Errorf("%w: drill event: %w", ErrBadRequest, err))
+		return
+	}
+	detail := callerOf(r).name + ": " + req.detail()
+	if len(detail) > fsm.MaxReasonLen {
+		cut := fsm.MaxReasonLen - len("…")
+		for cut > 0 && !utf8.RuneStart(detail[cut]) {
+			cut--
+		}
+		detail = detail[:cut] + "…"
+	}
+	ev := fsm.Event{Kind: DrillEventKind, Node: o.a.Name(), Detail: detail, Time: o.a.cfg.Now().UTC()}
+	if err := o.a.apply(r.Context(), fsm.RecordEvent{Event: ev}); err != nil {
+		writeError(w, fmt.Errorf("record drill event: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
