@@ -259,7 +259,7 @@ func newRaftCmd() *cobra.Command {
 }
 
 func newDrillCmd() *cobra.Command {
-	d := &cobra.Command{Use: "drill", Short: "Drills: force check results to rehearse failovers"}
+	d := &cobra.Command{Use: "drill", Short: "Drills: run a runbook (docs/drills.md), list and show reports, force check results"}
 	var dataDir, node, check string
 	var pass bool
 	var dur time.Duration
@@ -288,7 +288,7 @@ func newDrillCmd() *cobra.Command {
 	inject.Flags().StringVar(&check, "check", "", "the check, by name or kind:name (e.g. http:service)")
 	inject.Flags().BoolVar(&pass, "pass", false, "force passing instead of failing")
 	inject.Flags().DurationVar(&dur, "for", 30*time.Second, "how long")
-	d.AddCommand(inject)
+	d.AddCommand(inject, newDrillRunCmd(), newDrillListCmd(), newDrillReportCmd())
 	return d
 }
 
