@@ -415,15 +415,30 @@ func RestoreSnapshot(opts RestoreOptions) (plan RestorePlan, err error) {
 		if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
 			return plan, fmt.Errorf("read current term: %w", err)
 		}
+		snaps, err := n.snapshots()
+		if err != nil {
+			return plan, err
+		}
+		if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+			last = max(last, metas[0].Index)
+		}
 		plan.Existing, plan.LastIndex = true, last
 		term = max(term, cur)
 	} else if _, err := os.Stat(raftDir(opts.DataDir)); err == nil {
 		plan.Existing = true
 	}
 	if plan.Existing {
-		plan.KeptAt = filepath.Join(opts.DataDir, "raft.before-restore-"+now().UTC().Format("20060102T150405Z"))
-		if _, err := os.Stat(plan.KeptAt); err == nil {
-			return plan, fmt.Errorf("%s exists already: move it away first", plan.KeptAt)
+		base := filepath.Join(opts.DataDir, "raft.before-restore-"+now().UTC().Format("20060102T150405Z"))
+		plan.KeptAt = base
+		for i := 2; ; i++ {
+			_, err := os.Lstat(plan.KeptAt)
+			if errors.Is(err, os.ErrNotExist) {
+				break
+			}
+			if err != nil {
+				return plan, fmt.Errorf("restore: %w", err)
+			}
+			plan.KeptAt = fmt.Sprintf("%s-%d", base, i)
 		}
 	}
 	plan.Answering = probePeers(others)

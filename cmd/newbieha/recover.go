@@ -95,7 +95,7 @@ func printRecoverPlan(w io.Writer, p cluster.RecoverPlan) {
 		}
 		fmt.Fprintf(w, "Last entry: index %d, term %d (the state is kept as this node has it, including\n"+
 			"entries at the end of its log that the lost members may never have confirmed).\n", p.LastIndex, p.LastTerm)
-		fmt.Fprintf(w, "\nWith --force, the configuration becomes:\n  %s\t%s\tvoter (alone)\n", p.Node, p.RaftAddr)
+		fmt.Fprintf(w, "\nWith --force, the configuration becomes:\n  %s  %s  voter (alone)\n", p.Node, p.RaftAddr)
 	}
 	if len(p.Dropped) > 0 {
 		fmt.Fprintf(w, "\n%s leave the Raft configuration. Their member records stay in the replicated\n"+
