@@ -49,6 +49,11 @@ type Config struct {
 	// AdmitRetry is the pause between attempts of a fresh node to be made a
 	// voter (default 500ms).
 	AdmitRetry time.Duration
+	// RenewCheck is how often the agent looks at its node certificate's
+	// expiry (default 1h); RenewBefore is how long before expiry it renews
+	// it through a GPU member (default a third of pki.NodeValidity, 10
+	// days). See renew.go.
+	RenewCheck, RenewBefore time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Clock reads the monotonic clock every lease time is measured on;
@@ -92,6 +97,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.PeerTimeout == 0 {
 		c.PeerTimeout = 2 * time.Second
+	}
+	if c.RenewCheck == 0 {
+		c.RenewCheck = time.Hour
+	}
+	if c.RenewBefore == 0 {
+		c.RenewBefore = pki.NodeValidity / 3
 	}
 	if c.AdmitRetry == 0 {
 		c.AdmitRetry = 500 * time.Millisecond
@@ -248,6 +259,8 @@ func Start(cfg Config) (_ *Agent, err error) {
 		a.wg.Add(1)
 		go a.admitLoop()
 	}
+	a.wg.Add(1)
+	go a.renewLoop()
 	a.log.Info("agent started", "name", cfg.Node.Name, "role", cfg.Node.Role, "raft", cfg.Node.RaftAddr(), "api", cfg.Node.APIAddr(), "fresh", !hadState)
 	return a, nil
 }

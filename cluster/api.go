@@ -155,6 +155,18 @@ func (a *Agent) toLeaderOnce(ctx context.Context, path string, body, out any) er
 // peerCall calls another member's API over mutual TLS.
 // Extra header names are set to "1".
 func (a *Agent) peerCall(ctx context.Context, apiAddr, method, path string, body, out any, forwarded bool, headers ...string) error {
+	return a.peerCallWith(ctx, a.peers, apiAddr, method, path, body, out, forwarded, headers...)
+}
+
+// slowPeers is a client of the members' APIs for calls that commit through
+// Raft on the other side (a renewal), bounded by ApplyTimeout, not
+// PeerTimeout.
+func (a *Agent) slowPeers() *http.Client {
+	return &http.Client{Transport: a.peers.Transport, Timeout: a.cfg.ApplyTimeout + a.cfg.PeerTimeout}
+}
+
+// peerCallWith is peerCall with another client.
+func (a *Agent) peerCallWith(ctx context.Context, client *http.Client, apiAddr, method, path string, body, out any, forwarded bool, headers ...string) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -174,7 +186,7 @@ func (a *Agent) peerCall(ctx context.Context, apiAddr, method, path string, body
 	for _, h := range headers {
 		req.Header.Set(h, "1")
 	}
-	resp, err := a.peers.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("call %s%s: %w", apiAddr, path, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/newbieha/newbieha/cluster/gossip"
 	"github.com/newbieha/newbieha/cluster/lease"
+	"github.com/newbieha/newbieha/cluster/pki"
 )
 
 // gossipState is what each agent spreads about itself over gossip: its
@@ -30,9 +31,9 @@ type gossipState struct {
 // with this node's key and carries its certificate; a received state is
 // taken only when newGossipVerifier's check holds for its origin.
 func (a *Agent) startGossip() error {
-	v := newGossipVerifier(a.bundle.CA.Cert, func(name string) bool {
-		_, ok := a.node.fsm.Member(name)
-		return ok
+	v := newGossipVerifier(a.bundle.CA.Cert, func(name, serial string) bool {
+		m, ok := a.node.fsm.Member(name)
+		return ok && m.Honours(serial)
 	})
 	g, err := gossip.New(gossip.Config{
 		Name:          a.Name(),
@@ -155,8 +156,10 @@ type gossipMember struct {
 // certificate's hash; membership is asked every time, so a removed node's
 // states stop counting at once.
 type gossipVerifier struct {
-	roots    *x509.CertPool
-	isMember func(name string) bool
+	roots *x509.CertPool
+	// isMember reports whether name is a current member whose record
+	// honours the certificate with this serial.
+	isMember func(name, serial string) bool
 	now      func() time.Time
 
 	mu    sync.Mutex
@@ -165,6 +168,7 @@ type gossipVerifier struct {
 
 type verifiedCert struct {
 	cn       string
+	serial   string
 	pub      crypto.PublicKey
 	notAfter time.Time
 }
@@ -172,7 +176,7 @@ type verifiedCert struct {
 // maxVerifiedCerts bounds the cache (a few per member in practice).
 const maxVerifiedCerts = 64
 
-func newGossipVerifier(ca *x509.Certificate, isMember func(string) bool) *gossipVerifier {
+func newGossipVerifier(ca *x509.Certificate, isMember func(name, serial string) bool) *gossipVerifier {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return &gossipVerifier{roots: pool, isMember: isMember, now: time.Now, cache: map[[sha256.Size]byte]verifiedCert{}}
@@ -192,7 +196,10 @@ func (v *gossipVerifier) verify(origin string, der []byte) (crypto.PublicKey, er
 		if _, err := c.Verify(x509.VerifyOptions{Roots: v.roots, CurrentTime: v.now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 			return nil, fmt.Errorf("certificate of %q: %w", c.Subject.CommonName, err)
 		}
-		vc = verifiedCert{cn: c.Subject.CommonName, pub: c.PublicKey, notAfter: c.NotAfter}
+		if role := pki.Role(c); !pki.IsNodeRole(role) {
+			return nil, fmt.Errorf("certificate of %q names role %q: only node certificates speak in gossip", c.Subject.CommonName, role)
+		}
+		vc = verifiedCert{cn: c.Subject.CommonName, serial: pki.Serial(c), pub: c.PublicKey, notAfter: c.NotAfter}
 		v.mu.Lock()
 		if len(v.cache) >= maxVerifiedCerts {
 			clear(v.cache)
@@ -203,7 +210,7 @@ func (v *gossipVerifier) verify(origin string, der []byte) (crypto.PublicKey, er
 	if vc.cn != origin {
 		return nil, fmt.Errorf("certificate of %q cannot speak for %q", vc.cn, origin)
 	}
-	if !v.isMember(origin) {
+	if !v.isMember(origin, vc.serial) {
 		return nil, errNotMember
 	}
 	return vc.pub, nil

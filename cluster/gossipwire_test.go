@@ -23,7 +23,7 @@ func TestGossipVerifier_CertificateSpeaksOnlyForItsOwnMemberName(t *testing.T) {
 		return c.Raw
 	}
 	members := map[string]bool{"node1": true, "witness": true}
-	v := newGossipVerifier(ca.Cert, func(n string) bool { return members[n] })
+	v := newGossipVerifier(ca.Cert, func(n, _ string) bool { return members[n] })
 	node1, witness := issue(ca, "node1"), issue(ca, "witness")
 	if _, err := v.verify("node1", node1); err != nil {
 		t.Fatalf("node1's own certificate: %v", err)

@@ -82,6 +82,8 @@ type testCluster struct {
 	wire     *fakeWire
 	settings []byte
 	health   map[string]*fakeHealth
+	// configure, when set, adjusts each agent's config before it starts.
+	configure func(name string, cfg *Config)
 }
 
 func newTestCluster(t *testing.T) *testCluster {
@@ -154,6 +156,9 @@ func (c *testCluster) start(name string) *Agent {
 	}
 	if h := c.health[name]; h != nil {
 		acfg.Health = h
+	}
+	if c.configure != nil {
+		c.configure(name, &acfg)
 	}
 	a, err := Start(acfg)
 	if err != nil {

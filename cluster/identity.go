@@ -85,6 +85,9 @@ func (a *Agent) identifyCert(leaf *x509.Certificate) caller {
 	if string(m.Role) != role {
 		return caller{why: fmt.Sprintf("certificate of %s names role %s, the member is %s", name, role, m.Role)}
 	}
+	if !m.Honours(pki.Serial(leaf)) {
+		return caller{why: fmt.Sprintf("certificate %s of %s is not one the member record honours (withdrawn by a renewal, or from before a removal)", pki.Serial(leaf), name)}
+	}
 	return caller{kind: callerPeer, name: name, role: m.Role}
 }
 

@@ -125,7 +125,8 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 		return InitResult{}, err
 	}
 	cmds := []fsm.Command{
-		fsm.UpsertMember{Member: fsm.Member{Name: cfg.Name, Role: cfg.Role, RaftAddr: cfg.RaftAddr(), APIAddr: cfg.APIAddr(), GossipAddr: cfg.GossipAddr(), JoinedAt: now}},
+		fsm.UpsertMember{Member: fsm.Member{Name: cfg.Name, Role: cfg.Role, RaftAddr: cfg.RaftAddr(), APIAddr: cfg.APIAddr(), GossipAddr: cfg.GossipAddr(), JoinedAt: now,
+			Certs: []fsm.MemberCert{{Serial: pki.Serial(cert), Expires: cert.NotAfter.UTC()}}}},
 		fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: now.Add(ttl), Role: fsm.RoleGPU}},
 		fsm.SetSettings{Settings: settingsJSON},
 	}

@@ -281,6 +281,8 @@ func (a *Agent) admit(ctx context.Context, req JoinRequest, hop joinHop) (JoinRe
 		APIAddr:    hostPort(req.Advertise, req.Ports.API),
 		GossipAddr: hostPort(req.Advertise, req.Ports.Gossip),
 		JoinedAt:   a.cfg.Now().UTC(),
+		// Only this certificate speaks for the new member (identity.go).
+		Certs: []fsm.MemberCert{{Serial: pki.Serial(cert), Expires: cert.NotAfter.UTC()}},
 	}
 	// The member record spends one use of the token in the same entry:
 	// the state machine refuses it if the token was revoked or used up

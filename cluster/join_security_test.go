@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -152,7 +153,7 @@ func TestJoin_UnderTheNameOrAddressOfALiveMemberIsRefused(t *testing.T) {
 			}
 		}
 	}
-	if after, _ := n1.agent.FSM().Member("node2"); after != before {
+	if after, _ := n1.agent.FSM().Member("node2"); !reflect.DeepEqual(after, before) {
 		t.Fatalf("node2's member record changed: %+v -> %+v", before, after)
 	}
 	if _, ok := n1.agent.FSM().Member("intruder"); ok {

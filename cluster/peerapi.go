@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"reflect"
 
 	"github.com/newbieha/newbieha/cluster/lease"
 	"github.com/newbieha/newbieha/fsm"
@@ -29,6 +30,7 @@ func (p *peerAPI) routes(mux router) {
 	mux.HandleFunc("POST /v1/internal/lease", p.guard(false, p.handleLease))
 	mux.HandleFunc("GET /v1/internal/lease", p.guard(false, p.handleLeaseReport))
 	mux.HandleFunc("POST /v1/internal/handover", p.guard(false, p.handleHandover))
+	mux.HandleFunc("POST /v1/internal/renew", p.guard(false, p.handleRenew))
 }
 
 // guard lets only current members through (and operators too when
@@ -96,7 +98,8 @@ func (p *peerAPI) onLeader(w http.ResponseWriter, r *http.Request, local func() 
 //   - RecordEvent about itself (drills, VIP conflicts, audit of an operator
 //     action it carried out);
 //   - UpsertMember from a GPU member (the signers) for a node it has just
-//     admitted: a name and addresses no current member uses.
+//     admitted (a name and addresses no current member uses), or for a
+//     renewal that changes a record's certificates only.
 func (p *peerAPI) peerCommandAllowed(c caller, cmd fsm.Command) error {
 	switch cmd := cmd.(type) {
 	case fsm.RecordEvent:
@@ -106,7 +109,17 @@ func (p *peerAPI) peerCommandAllowed(c caller, cmd fsm.Command) error {
 		return nil
 	case fsm.UpsertMember:
 		if c.role != fsm.RoleGPU {
-			return fmt.Errorf("with an UpsertMember: only a GPU member admits nodes")
+			return fmt.Errorf("with an UpsertMember: only a GPU member admits nodes and renews certificates")
+		}
+		if cur, ok := p.a.node.fsm.Member(cmd.Member.Name); ok && isRenewal(cur, cmd.Member) {
+			// A renewal (renew.go) changes the certificates only; the
+			// same record again is the retry of a join whose first
+			// commit timed out (the state machine spends no second use
+			// of its token: it refuses it as used up, or applies a
+			// no-op).
+			if cmd.TokenID == "" || reflect.DeepEqual(cur.Certs, cmd.Member.Certs) {
+				return nil
+			}
 		}
 		if err := checkMemberIsNew(p.a.node.fsm.State(), cmd.Member); err != nil {
 			return fmt.Errorf("with an UpsertMember: %w", err)

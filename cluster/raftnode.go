@@ -105,7 +105,7 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.L
 	if err != nil {
 		return nil, false, fmt.Errorf("start raft: %w", err)
 	}
-	stream.setAdmit(func(c *x509.Certificate) error { return admitRaftPeer(r, c) })
+	stream.setAdmit(func(c *x509.Certificate) error { return admitRaftPeer(r, f, c) })
 	return &raftNode{raft: r, fsm: f, store: store, transport: transport}, hadState, nil
 }
 
@@ -115,24 +115,31 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.L
 // even a term. A node whose configuration is empty has joined and waits
 // for its first entries from a leader it cannot know yet; it has nothing
 // to protect, so it takes any member certificate.
-func admitRaftPeer(r *raft.Raft, c *x509.Certificate) error {
+func admitRaftPeer(r *raft.Raft, f *fsm.FSM, c *x509.Certificate) error {
 	if role := pki.Role(c); !pki.IsNodeRole(role) {
 		return fmt.Errorf("certificate %q names role %q, not a member role", c.Subject.CommonName, role)
 	}
-	f := r.GetConfiguration()
-	if err := f.Error(); err != nil {
+	cf := r.GetConfiguration()
+	if err := cf.Error(); err != nil {
 		return fmt.Errorf("read raft configuration: %w", err)
 	}
-	servers := f.Configuration().Servers
+	servers := cf.Configuration().Servers
 	if len(servers) == 0 {
 		return nil
 	}
+	name := c.Subject.CommonName
 	for _, s := range servers {
-		if string(s.ID) == c.Subject.CommonName {
-			return nil
+		if string(s.ID) != name {
+			continue
 		}
+		// A withdrawn certificate of a current server (renewed twice
+		// since, or from before the member was removed and joined again).
+		if m, ok := f.Member(name); ok && !m.Honours(pki.Serial(c)) {
+			return fmt.Errorf("certificate %s of %s is not one its member record honours", pki.Serial(c), name)
+		}
+		return nil
 	}
-	return fmt.Errorf("%s is not a server of the current raft configuration", c.Subject.CommonName)
+	return fmt.Errorf("%s is not a server of the current raft configuration", name)
 }
 
 // close shuts raft down and releases the stores and the port.

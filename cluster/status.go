@@ -48,7 +48,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 	var wg sync.WaitGroup
 	for name := range names {
 		m, known := st.Members[name]
-		ms := MemberStatus{Name: name, Role: m.Role, APIAddr: m.APIAddr, RaftAddr: m.RaftAddr, Voter: suffrage[name], JoinedAt: m.JoinedAt, Raft: RaftUnreachable}
+		ms := MemberStatus{Name: name, Role: m.Role, APIAddr: m.APIAddr, RaftAddr: m.RaftAddr, Voter: suffrage[name], JoinedAt: m.JoinedAt, Raft: RaftUnreachable, Certs: m.Certs}
 		if addr, ok := voters[name]; ok {
 			ms.RaftAddr = addr // the Raft configuration is the truth here
 		}

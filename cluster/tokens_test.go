@@ -29,7 +29,7 @@ func TestJoin_TokenWithOneUseAdmitsOneNodeOnly(t *testing.T) {
 	n1 := c.init("node1", "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	resp, err := n1.agent.createTokenUses(ctx, time.Hour, fsm.RoleGPU, 1)
+	resp, err := c.client("node1").CreateTokenUses(ctx, time.Hour, fsm.RoleGPU, 1)
 	if err != nil {
 		t.Fatalf("create token: %v", err)
 	}
@@ -89,7 +89,7 @@ func TestJoin_RevokedTokenIsRefused(t *testing.T) {
 	n1 := c.init("node1", "127.0.0.1")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	resp, err := n1.agent.createTokenUses(ctx, time.Hour, fsm.RoleGPU, 5)
+	resp, err := c.client("node1").CreateTokenUses(ctx, time.Hour, fsm.RoleGPU, 5)
 	if err != nil {
 		t.Fatalf("create token: %v", err)
 	}
@@ -310,7 +310,7 @@ func TestJoin_TwoJoinsRacingForTheLastUseAdmitOne(t *testing.T) {
 	})
 	for round := 0; round < 3; round++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		resp, err := n1.agent.createTokenUses(ctx, time.Hour, fsm.RoleGPU, 1)
+		resp, err := c.client("node1").CreateTokenUses(ctx, time.Hour, fsm.RoleGPU, 1)
 		cancel()
 		if err != nil {
 			t.Fatalf("create token: %v", err)

@@ -107,7 +107,7 @@ func (l *handshakeListener) handshake(tc *tls.Conn) {
 		return
 	}
 	select {
-	case l.conns <- tc:
+	case l.conns <- &admittedConn{Conn: tc, check: func() error { return l.admitted(tc) }}:
 	case <-l.done:
 		_ = tc.Close()
 	}
@@ -123,6 +123,30 @@ func (l *handshakeListener) admitted(tc *tls.Conn) error {
 		return errors.New("no verified client certificate")
 	}
 	return (*admit)(chains[0][0])
+}
+
+// admittedConn asks the admit check again at most once a second while the
+// connection is read, and closes it once the peer is refused: a server
+// removed from the configuration, or whose certificate was withdrawn,
+// loses the connections it had open too, not only new ones.
+type admittedConn struct {
+	net.Conn
+	check     func() error
+	lastCheck atomic.Int64 // unix nanoseconds
+}
+
+// recheckEvery is how often an open Raft connection's peer is judged again.
+const recheckEvery = time.Second
+
+func (c *admittedConn) Read(b []byte) (int, error) {
+	now := time.Now().UnixNano()
+	if last := c.lastCheck.Load(); now-last >= int64(recheckEvery) && c.lastCheck.CompareAndSwap(last, now) {
+		if err := c.check(); err != nil {
+			_ = c.Conn.Close()
+			return 0, fmt.Errorf("raft peer no longer admitted: %w", err)
+		}
+	}
+	return c.Conn.Read(b)
 }
 
 // Accept returns the next connection whose handshake succeeded.

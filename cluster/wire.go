@@ -125,6 +125,9 @@ type MemberStatus struct {
 	Alive bool `json:"alive"`
 	// GossipAge is how old the member's gossiped health is here.
 	GossipAge Duration `json:"gossip_age,omitempty"`
+	// Certs are the node certificates the member record honours, newest
+	// first (`newbieha cert status`).
+	Certs []fsm.MemberCert `json:"certs,omitempty"`
 }
 
 // Raft states as Status reports them.

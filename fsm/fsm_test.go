@@ -39,7 +39,7 @@ func TestApply_Commands(t *testing.T) {
 		// UpsertMember
 		{name: "upsert adds", cmd: UpsertMember{Member: gpuMember("gpu1", "10.0.0.1")},
 			check: func(t *testing.T, s State) {
-				if m := s.Members["gpu1"]; m != gpuMember("gpu1", "10.0.0.1") || len(s.Members) != 1 {
+				if m := s.Members["gpu1"]; !reflect.DeepEqual(m, gpuMember("gpu1", "10.0.0.1")) || len(s.Members) != 1 {
 					t.Fatalf("members %#v", s.Members)
 				}
 			}},
@@ -535,7 +535,7 @@ func TestState_IsDeepCopy(t *testing.T) {
 	got.Settings[1] = 'X'
 	assertStateEqual(t, f.State(), want)
 
-	if m, ok := f.Member("gpu2"); !ok || m != gpuMember("gpu2", "10.0.0.2") {
+	if m, ok := f.Member("gpu2"); !ok || !reflect.DeepEqual(m, gpuMember("gpu2", "10.0.0.2")) {
 		t.Fatalf("Member(gpu2) = %#v, %v", m, ok)
 	}
 	if _, ok := f.Member("gpu9"); ok {

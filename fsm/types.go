@@ -35,6 +35,39 @@ type Member struct {
 	GossipAddr string `json:"gossip_addr"`
 	// JoinedAt is when the leader admitted it; may be zero.
 	JoinedAt time.Time `json:"joined_at"`
+	// Certs are the node certificates honoured for this member, newest
+	// first: the current one and, after a renewal, the one before it
+	// (MaxMemberCerts). A certificate naming the member whose serial is not
+	// here is refused everywhere (API, Raft, gossip), so removing a member
+	// or renewing twice withdraws its old certificates. Empty in records
+	// written before serials were kept: any certificate naming the member
+	// is honoured then.
+	Certs []MemberCert `json:"certs,omitempty"`
+}
+
+// MemberCert is one node certificate issued to a member.
+type MemberCert struct {
+	// Serial is the certificate's serial number in lower-case hex.
+	Serial string `json:"serial"`
+	// Expires is its NotAfter.
+	Expires time.Time `json:"expires"`
+}
+
+// MaxMemberCerts is how many certificates a member record honours at once.
+const MaxMemberCerts = 2
+
+// Honours reports whether the member record honours a certificate with
+// this serial (lower-case hex, as MemberCert.Serial).
+func (m Member) Honours(serial string) bool {
+	if len(m.Certs) == 0 {
+		return true
+	}
+	for _, c := range m.Certs {
+		if c.Serial == serial {
+			return true
+		}
+	}
+	return false
 }
 
 // Assignment names the active node. The zero value means "nobody yet"; a

@@ -139,7 +139,32 @@ func validateMember(m Member) error {
 			return err
 		}
 	}
+	if len(m.Certs) > MaxMemberCerts {
+		return fmt.Errorf("member %s: certs: %d, at most %d", m.Name, len(m.Certs), MaxMemberCerts)
+	}
+	for i, c := range m.Certs {
+		if !validSerial(c.Serial) {
+			return fmt.Errorf("member %s: certs[%d].serial %q: want 1-40 lower-case hex digits", m.Name, i, c.Serial)
+		}
+		if err := checkTime(fmt.Sprintf("member %s: certs[%d].expires", m.Name, i), c.Expires, true); err != nil {
+			return err
+		}
+	}
 	return checkTime("member "+m.Name+": joined_at", m.JoinedAt, false)
+}
+
+// validSerial reports whether s is a certificate serial as MemberCert
+// keeps it: 1-40 lower-case hex digits (serials are at most 20 bytes).
+func validSerial(s string) bool {
+	if len(s) == 0 || len(s) > 40 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // validTokenID reports whether s matches ^[a-z0-9]{6}$.

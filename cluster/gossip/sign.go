@@ -183,3 +183,16 @@ func (c certCache) add(der []byte) {
 	}
 	c[h] = bytes.Clone(der)
 }
+
+// SetCertificate replaces the certificate this node's states name, after a
+// renewal for the same SigningKey; states published from now on carry it.
+func (g *Gossip) SetCertificate(der []byte) error {
+	id, err := newIdentity(g.id.key, der)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.id = id
+	return nil
+}

@@ -17,14 +17,17 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
-// Validity periods of what this package issues. Rotation is not automated
-// yet, so they are long; see docs/security.md.
+// Validity periods of what this package issues. Node certificates are
+// short-lived and renewed by their agent through the cluster well before
+// they expire (cluster/renew.go); the CA is rotated by hand (see
+// docs/security.md).
 const (
 	CAValidity   = 10 * 365 * 24 * time.Hour
-	NodeValidity = 10 * 365 * 24 * time.Hour
+	NodeValidity = 30 * 24 * time.Hour
 )
 
 // File names inside a node's TLS directory.
@@ -92,6 +95,11 @@ type NodeIdentity struct {
 // both server and client authentication, names the node in its CommonName
 // and DNS SAN, its role in OrganizationalUnit, and carries its advertised IP.
 func (ca *CA) Issue(id NodeIdentity, pub crypto.PublicKey) (*x509.Certificate, error) {
+	return ca.IssueFor(id, pub, NodeValidity)
+}
+
+// IssueFor is Issue with a validity other than NodeValidity.
+func (ca *CA) IssueFor(id NodeIdentity, pub crypto.PublicKey, validity time.Duration) (*x509.Certificate, error) {
 	if ca.Key == nil {
 		return nil, ErrNoCAKey
 	}
@@ -109,7 +117,7 @@ func (ca *CA) Issue(id NodeIdentity, pub crypto.PublicKey) (*x509.Certificate, e
 		DNSNames:     []string{id.Name},
 		IPAddresses:  []net.IP{net.IP(id.IP.AsSlice())},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(NodeValidity),
+		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
@@ -206,11 +214,35 @@ func ParsePublicKey(b []byte) (crypto.PublicKey, error) {
 	return ek, nil
 }
 
-// Bundle is one node's TLS material.
+// Bundle is one node's TLS material. NodeCert is the certificate the node
+// started with; after a renewal (SetNodeCert) the TLS configurations made
+// from the bundle present the new one, which Leaf returns.
 type Bundle struct {
 	CA       *CA
 	NodeCert *x509.Certificate
 	NodeKey  crypto.Signer
+
+	mu      sync.RWMutex
+	renewed *x509.Certificate
+}
+
+// Leaf is the node certificate in use: the latest SetNodeCert, else
+// NodeCert.
+func (b *Bundle) Leaf() *x509.Certificate {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.renewed != nil {
+		return b.renewed
+	}
+	return b.NodeCert
+}
+
+// SetNodeCert makes c, a renewal of the node certificate for the same key,
+// the one every TLS configuration of this bundle presents from now on.
+func (b *Bundle) SetNodeCert(c *x509.Certificate) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.renewed = c
 }
 
 // WriteBundle writes the bundle into dir (created 0700), files 0600. The CA

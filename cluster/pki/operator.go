@@ -103,3 +103,7 @@ func OperatorClientConfig(caCert, cert *x509.Certificate, key crypto.Signer) *tl
 		RootCAs: pool,
 	}
 }
+
+// Serial is a certificate's serial number as member records keep it:
+// lower-case hex.
+func Serial(c *x509.Certificate) string { return c.SerialNumber.Text(16) }

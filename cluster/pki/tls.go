@@ -34,15 +34,18 @@ func (b *Bundle) ClientConfig() *tls.Config {
 func (b *Bundle) baseConfig() *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(b.CA.Cert)
+	// The node certificate is read at each handshake, so a renewal
+	// (SetNodeCert) takes effect without restarting anything.
+	current := func() *tls.Certificate {
+		leaf := b.Leaf()
+		return &tls.Certificate{Certificate: [][]byte{leaf.Raw, b.CA.Cert.Raw}, PrivateKey: b.NodeKey, Leaf: leaf}
+	}
 	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		Certificates: []tls.Certificate{{
-			Certificate: [][]byte{b.NodeCert.Raw, b.CA.Cert.Raw},
-			PrivateKey:  b.NodeKey,
-			Leaf:        b.NodeCert,
-		}},
-		RootCAs:   pool,
-		ClientCAs: pool,
+		MinVersion:           tls.VersionTLS13,
+		GetCertificate:       func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current(), nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return current(), nil },
+		RootCAs:              pool,
+		ClientCAs:            pool,
 	}
 }
 
