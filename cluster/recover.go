@@ -54,8 +54,11 @@ func raftDBPath(dataDir string) string { return filepath.Join(raftDir(dataDir), 
 // the same options as the agent, taking the same lock: bolt's exclusive
 // lock on raft/raft.db, which the agent holds from Start to Close. A
 // data dir without a raft.db is an error when mustExist is set, else it
-// comes back with a nil store (nothing to lock, nothing to read).
-func openOffline(dataDir string, logger hclog.Logger, mustExist bool) (*offlineNode, error) {
+// comes back with a nil store (nothing to lock, nothing to read). A
+// command that only reads opens it read-only: bolt then takes the lock
+// shared, which the running agent's exclusive lock still excludes (and
+// which keeps an agent from starting meanwhile), and writes nothing.
+func openOffline(dataDir string, logger hclog.Logger, mustExist, readOnly bool) (*offlineNode, error) {
 	if logger == nil {
 		logger = hclog.New(&hclog.LoggerOptions{Name: "newbieha", Level: hclog.Warn})
 	}
@@ -77,7 +80,7 @@ func openOffline(dataDir string, logger hclog.Logger, mustExist bool) (*offlineN
 		}
 		return nil, fmt.Errorf("raft store %s: %w", db, err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: db, BoltOptions: &bbolt.Options{Timeout: offlineLockTimeout}})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: db, BoltOptions: &bbolt.Options{Timeout: offlineLockTimeout, ReadOnly: readOnly}})
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: the lock on %s is held, most likely by the running agent: stop it first (systemctl stop newbieha)", ErrDataDirLocked, db)
 	}
@@ -300,7 +303,7 @@ type RecoverPlan struct {
 // SkipPeerCheck). Without Force it changes nothing and returns the plan
 // with ErrForceRequired.
 func Recover(opts RecoverOptions) (plan RecoverPlan, err error) {
-	n, err := openOffline(opts.DataDir, opts.Logger, true)
+	n, err := openOffline(opts.DataDir, opts.Logger, true, !opts.Force)
 	if err != nil {
 		return plan, err
 	}

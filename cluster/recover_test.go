@@ -73,7 +73,7 @@ func memberNames(st fsm.State) []string {
 // and recover read it.
 func storedState(t *testing.T, dataDir string) (fsm.State, uint64, uint64) {
 	t.Helper()
-	n, err := openOffline(dataDir, testLogger(t, "offline"), true)
+	n, err := openOffline(dataDir, testLogger(t, "offline"), true, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,8 @@ func TestRecover_TwoOfThreeLost(t *testing.T) {
 		t.Fatalf("history before: %+v, want the startup and the failover", before.History)
 	}
 
-	// Without --force: the plan, nothing changed.
+	// Without --force: the plan, nothing changed (not a byte).
+	dbBefore := fileSum(t, raftDBPath(survivor.dataDir))
 	plan, err := Recover(RecoverOptions{DataDir: survivor.dataDir, Logger: log})
 	if !errors.Is(err, ErrForceRequired) {
 		t.Fatalf("recover without force: %v, want ErrForceRequired", err)
@@ -142,6 +143,9 @@ func TestRecover_TwoOfThreeLost(t *testing.T) {
 	again, err := Recover(RecoverOptions{DataDir: survivor.dataDir, Logger: log})
 	if !errors.Is(err, ErrForceRequired) || !reflect.DeepEqual(again, plan) {
 		t.Fatalf("a second dry run differs (%v): %+v, first %+v", err, again, plan)
+	}
+	if fileSum(t, raftDBPath(survivor.dataDir)) != dbBefore {
+		t.Fatal("a dry run changed raft.db")
 	}
 
 	plan, err = Recover(RecoverOptions{DataDir: survivor.dataDir, Force: true, Logger: log})
@@ -193,6 +197,15 @@ func TestRecover_TwoOfThreeLost(t *testing.T) {
 		return nil
 	})
 	c.waitHolder("node2")
+}
+
+func fileSum(t *testing.T, path string) [sha256.Size]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
 }
 
 func serverNames(s []RaftServer) []string {

@@ -270,7 +270,7 @@ func SaveSnapshot(opts SaveOptions) (info SnapshotInfo, err error) {
 	if opts.Now != nil {
 		now = opts.Now
 	}
-	n, err := openOffline(opts.DataDir, opts.Logger, true)
+	n, err := openOffline(opts.DataDir, opts.Logger, true, true)
 	if err != nil {
 		return info, err
 	}
@@ -371,7 +371,7 @@ func RestoreSnapshot(opts RestoreOptions) (plan RestorePlan, err error) {
 	if err != nil {
 		return plan, err
 	}
-	n, err := openOffline(opts.DataDir, opts.Logger, false)
+	n, err := openOffline(opts.DataDir, opts.Logger, false, true) // the old state is only read, then swapped aside
 	if err != nil {
 		return plan, err
 	}
