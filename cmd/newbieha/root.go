@@ -29,7 +29,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInitCmd(), newJoinCmd(), newAgentCmd(), newStatusCmd(), newTokenCmd(), newRemoveCmd(), newVersionCmd(),
-		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newConfigCmd(), newVIPCmd(), newRaftCmd(), newDrillCmd(), newOperatorCmd(), newCertCmd())
+		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newConfigCmd(), newVIPCmd(), withRecoverCmd(newRaftCmd()), newDrillCmd(), newOperatorCmd(), newCertCmd(), newSnapshotCmd())
 	addRemoteFlags(root)
 	return root
 }
