@@ -20,7 +20,10 @@ import (
 	"github.com/newbieha/newbieha/fsm"
 )
 
-func (a *Agent) handleJoin(w http.ResponseWriter, r *http.Request) {
+// handleJoin admits a node whose join token is good (docs/security.md,
+// "Join tokens"); the only call without a certificate.
+func (p *peerAPI) handleJoin(w http.ResponseWriter, r *http.Request) {
+	a := p.a
 	var req JoinRequest
 	if !readJSON(w, r, &req) {
 		return

@@ -23,7 +23,7 @@ type peerAPI struct {
 
 func (p *peerAPI) routes(mux router) {
 	// security (limits.go): joins are rate-limited per source address.
-	mux.HandleFunc("POST /v1/join", limitJoins(http.HandlerFunc(p.a.handleJoin)).ServeHTTP)
+	mux.HandleFunc("POST /v1/join", limitJoins(http.HandlerFunc(p.handleJoin)).ServeHTTP)
 	mux.HandleFunc("GET /v1/self", p.guard(true, p.handleSelf))
 	mux.HandleFunc("POST /v1/internal/apply", p.guard(false, p.handleApply))
 	mux.HandleFunc("POST /v1/internal/voter", p.guard(false, p.handleVoter))
