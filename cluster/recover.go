@@ -15,6 +15,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
+	"github.com/newbieha/newbieha/cluster/pki"
 	"github.com/newbieha/newbieha/fsm"
 )
 
@@ -286,6 +287,9 @@ type RecoverPlan struct {
 	// Answering are the dropped servers whose Raft address accepts
 	// connections now.
 	Answering []string `json:"answering,omitempty"`
+	// NoCAKey is set when this node holds no cluster CA key (a witness):
+	// alone, it cannot admit any new member.
+	NoCAKey bool `json:"no_ca_key,omitempty"`
 	// Recovered is true once the stores were rewritten.
 	Recovered bool `json:"recovered"`
 }
@@ -339,6 +343,9 @@ func Recover(opts RecoverOptions) (plan RecoverPlan, err error) {
 		others[string(s.ID)] = string(s.Address)
 	}
 	sort.Strings(plan.Dropped)
+	if _, err := os.Stat(filepath.Join(opts.DataDir, tlsDirName, pki.CAKeyFile)); errors.Is(err, os.ErrNotExist) {
+		plan.NoCAKey = true
+	}
 	plan.Answering = probePeers(others)
 	if !opts.Force {
 		return plan, ErrForceRequired

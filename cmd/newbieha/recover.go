@@ -102,6 +102,10 @@ func printRecoverPlan(w io.Writer, p cluster.RecoverPlan) {
 			"state until you remove them; they must never start again with their old data dirs\n"+
 			"(wipe them) and join again with a new token.\n", strings.Join(p.Dropped, ", "))
 	}
+	if p.NoCAKey {
+		fmt.Fprintf(w, "\nWARNING: %s holds no cluster CA key (a witness): alone it cannot admit any new member.\n"+
+			"If no GPU node survives, recover from a GPU node's data dir backup instead (docs/recovery.md).\n", p.Node)
+	}
 	if len(p.Answering) > 0 {
 		fmt.Fprintf(w, "\nWARNING: %s still accept connections on their Raft address. If their agents run,\n"+
 			"they may still be a majority: do not recover; stop them first.\n", strings.Join(p.Answering, ", "))
