@@ -58,6 +58,20 @@ test-fuzz fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeCommand$$' -fuzztime=$(FUZZTIME) ./fsm
 	$(GO) test -run='^$$' -fuzz='^FuzzRestore$$' -fuzztime=$(FUZZTIME) ./fsm
 	$(GO) test -run='^$$' -fuzz='^FuzzJoinRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzFailoverRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzMaintenanceRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzConfigRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzTokenCreateRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzTokenRevokeRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzRemoveRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzTransferLeaderRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzDrillRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzDrillEventRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzOperatorCertRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzInternalApply$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzVoterRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzLeaseRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzHandoverRequest$$' -fuzztime=$(FUZZTIME) ./cluster
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeSigned$$' -fuzztime=$(FUZZTIME) ./cluster/gossip
 
 test-integration: build
