@@ -49,6 +49,8 @@ type Config struct {
 	// AdmitRetry is the pause between attempts of a fresh node to be made a
 	// voter (default 500ms).
 	AdmitRetry time.Duration
+	// Version is the agent's release, reported in status.
+	Version string
 	// RenewCheck is how often the agent looks at its node certificate's
 	// expiry (default 1h); RenewBefore is how long before expiry it renews
 	// it through a GPU member (default a third of pki.NodeValidity, 10

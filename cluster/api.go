@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/newbieha/newbieha/cluster/pki"
 	"github.com/newbieha/newbieha/fsm"
 )
@@ -38,11 +40,21 @@ func (a *Agent) handler(remote bool) http.Handler {
 
 func (a *Agent) self() SelfReport {
 	st := a.node.raft.Stats()
-	var term, applied uint64
+	var term, applied, commit, last uint64
 	fmt.Sscan(st["term"], &term)
 	fmt.Sscan(st["applied_index"], &applied)
+	fmt.Sscan(st["commit_index"], &commit)
+	fmt.Sscan(st["last_log_index"], &last)
+	contact := Duration(-1) // never
+	switch lc := a.node.raft.LastContact(); {
+	case a.node.raft.State() == raft.Leader:
+		contact = 0
+	case !lc.IsZero():
+		contact = Duration(time.Since(lc))
+	}
 	healthy, why, _ := a.ownHealth()
 	rep := SelfReport{Name: a.Name(), Role: a.cfg.Node.Role, Raft: a.RaftState(), Leader: a.Leader(), Term: term, AppliedIndex: applied,
+		CommitIndex: commit, LastIndex: last, LastContact: contact, Version: a.cfg.Version,
 		HoldsVIP: a.lease.holdsVIP(), Lease: a.lease.state(), Healthy: healthy, HealthReason: why, Blocked: a.ctl.blockedReason()}
 	rep.VIPConflict, _ = a.ctl.conflictState()
 	if a.cfg.Health != nil {

@@ -15,9 +15,13 @@ import (
 	"github.com/newbieha/newbieha/fsm"
 )
 
+// StatusTimeout bounds how long Status waits for a member's own report: a
+// member down behind a silent network costs this, not the peer timeout.
+const StatusTimeout = 750 * time.Millisecond
+
 // Status reports the cluster as this member sees it. Each other member is
-// asked for its own Raft role over mutual TLS; one that does not answer
-// within the peer timeout is "unreachable".
+// asked for its own report over mutual TLS; one that does not answer within
+// StatusTimeout is "unreachable" and listed in Unanswered.
 func (a *Agent) Status(ctx context.Context) Status {
 	st := a.node.fsm.State()
 	out := Status{Node: a.Name(), Leader: a.Leader(), Active: st.Active, Maintenance: st.Maintenance}
@@ -64,6 +68,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 			}
 			ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason, ms.Health = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason, self.Health
 			ms.VIPConflict, ms.Lease = self.VIPConflict, self.Lease
+			fillRaft(&ms, self)
 			add(ms)
 			continue
 		}
@@ -75,7 +80,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 		go func() {
 			defer wg.Done()
 			var self SelfReport
-			cctx, cancel := context.WithTimeout(ctx, a.cfg.PeerTimeout)
+			cctx, cancel := context.WithTimeout(ctx, min(a.cfg.PeerTimeout, StatusTimeout))
 			defer cancel()
 			if err := a.peerCall(cctx, ms.APIAddr, http.MethodGet, "/v1/self", nil, &self, false); err == nil && self.Name == name {
 				if self.Raft == RaftLeader {
@@ -85,6 +90,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 				}
 				ms.Raft, ms.SeesLeader, ms.HoldsVIP, ms.Healthy, ms.HealthReason, ms.Health = self.Raft, self.Leader, self.HoldsVIP, self.Healthy, self.HealthReason, self.Health
 				ms.VIPConflict, ms.Lease = self.VIPConflict, self.Lease
+				fillRaft(&ms, self)
 			}
 			add(ms)
 		}()
@@ -101,6 +107,11 @@ func (a *Agent) Status(ctx context.Context) Status {
 		}
 	}
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].Name < out.Members[j].Name })
+	for _, m := range out.Members {
+		if !m.Answered {
+			out.Unanswered = append(out.Unanswered, m.Name)
+		}
+	}
 	out.VIP.Address = a.settings().VIP.Address
 	var holders []string
 	for _, m := range out.Members {
@@ -121,6 +132,39 @@ func (a *Agent) Status(ctx context.Context) Status {
 		}
 	}
 	out.VIP.Conflict = strings.Join(conflicts, "; ")
+	return out
+}
+
+// fillRaft copies a member's own Raft figures into its status line.
+func fillRaft(ms *MemberStatus, self SelfReport) {
+	ms.Answered = true
+	ms.Term, ms.AppliedIndex, ms.CommitIndex, ms.LastContact, ms.Version = self.Term, self.AppliedIndex, self.CommitIndex, self.LastContact, self.Version
+}
+
+// Problems lists what makes the cluster degraded, as `newbieha status`
+// reports it with exit code 1: no leader, an active node that holds no
+// VIP (or no active node), a member that did not answer, a VIP conflict, a
+// blocked move. Empty means healthy.
+func (s Status) Problems() []string {
+	var out []string
+	if s.Leader == "" {
+		out = append(out, "no raft leader")
+	}
+	switch {
+	case s.Active.Node == "":
+		out = append(out, "no active node")
+	case s.VIP.Address != "" && s.VIP.Holder == "":
+		out = append(out, "nobody holds the VIP "+s.VIP.Address)
+	}
+	for _, n := range s.Unanswered {
+		out = append(out, "member "+n+" did not answer")
+	}
+	if s.VIP.Conflict != "" {
+		out = append(out, "VIP conflict: "+s.VIP.Conflict)
+	}
+	if s.Blocked != "" {
+		out = append(out, "move blocked: "+s.Blocked)
+	}
 	return out
 }
 

@@ -60,7 +60,14 @@ type SelfReport struct {
 	Leader       string   `json:"leader"`
 	Term         uint64   `json:"term"`
 	AppliedIndex uint64   `json:"applied_index"`
-	HoldsVIP     bool     `json:"holds_vip"`
+	CommitIndex  uint64   `json:"commit_index"`
+	LastIndex    uint64   `json:"last_index"`
+	// LastContact is how long ago this follower last heard from a leader
+	// (0 on the leader, -1 never).
+	LastContact Duration `json:"last_contact"`
+	// Version is the agent's release.
+	Version  string `json:"version,omitempty"`
+	HoldsVIP bool   `json:"holds_vip"`
 	// Lease is this node's holder lease and its voter's grant.
 	Lease        LeaseState `json:"lease"`
 	Healthy      bool       `json:"healthy"`
@@ -85,6 +92,9 @@ type Status struct {
 	// wrong).
 	Blocked string         `json:"blocked,omitempty"`
 	Members []MemberStatus `json:"members"`
+	// Unanswered lists the members that did not answer within
+	// StatusTimeout.
+	Unanswered []string `json:"unanswered,omitempty"`
 }
 
 // VIPStatus says who holds the VIP, by the members' own reports.
@@ -128,6 +138,14 @@ type MemberStatus struct {
 	// Certs are the node certificates the member record honours, newest
 	// first (`newbieha cert status`).
 	Certs []fsm.MemberCert `json:"certs,omitempty"`
+	// Answered is true when the member answered for itself in time; the
+	// Raft figures below are its own.
+	Answered     bool     `json:"answered"`
+	Term         uint64   `json:"term,omitempty"`
+	AppliedIndex uint64   `json:"applied_index,omitempty"`
+	CommitIndex  uint64   `json:"commit_index,omitempty"`
+	LastContact  Duration `json:"last_contact,omitempty"`
+	Version      string   `json:"version,omitempty"`
 }
 
 // Raft states as Status reports them.

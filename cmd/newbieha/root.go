@@ -172,7 +172,7 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			logger := hclog.New(&hclog.LoggerOptions{Name: nc.Name, Level: hclog.LevelFromString(nc.LogLevel), Output: cmd.ErrOrStderr()})
-			cfg := cluster.Config{DataDir: dataDir, Node: nc, Logger: logger, ValidateSettings: validateSettings}
+			cfg := cluster.Config{DataDir: dataDir, Node: nc, Logger: logger, ValidateSettings: validateSettings, Version: version}
 			// Once the agent holds its data dir (a second agent on a live
 			// one fails before this), whatever VIP and fence this node had
 			// before go, address first: a restarted agent never serves on
@@ -231,31 +231,6 @@ func newAgentCmd() *cobra.Command {
 	return cmd
 }
 
-func newStatusCmd() *cobra.Command {
-	var dataDir, output string
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show the cluster: leader, active node, maintenance, members",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			st, err := agentClient(dataDir).Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				return printJSON(cmd.OutOrStdout(), st)
-			}
-			return printStatus(cmd.OutOrStdout(), st)
-		},
-	}
-	dataDirFlag(cmd, &dataDir)
-	outputFlag(cmd, &output)
-	return cmd
-}
-
 func printStatus(w io.Writer, st cluster.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	dash := func(s string) string {
@@ -288,7 +263,7 @@ func printStatus(w io.Writer, st cluster.Status) error {
 		}
 		return "no"
 	}
-	fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tRAFT\tVOTER\tALIVE\tVIP\tLEASE\tHEALTHY")
+	fmt.Fprintln(tw, "NAME\tROLE\tADDRESS\tRAFT\tTERM\tAPPLIED\tCOMMIT\tCONTACT\tVERSION\tVOTER\tALIVE\tVIP\tLEASE\tHEALTHY")
 	for _, mb := range st.Members {
 		health := yes(mb.Healthy)
 		if mb.Raft == cluster.RaftUnreachable && !mb.Alive {
@@ -300,7 +275,20 @@ func printStatus(w io.Writer, st cluster.Status) error {
 		if mb.Lease.Left > 0 {
 			lease = time.Duration(mb.Lease.Left).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft, yes(mb.Voter), yes(mb.Alive), yes(mb.HoldsVIP), lease, health)
+		term, applied, commit, contact := "-", "-", "-", "-"
+		if mb.Answered {
+			term, applied, commit = fmt.Sprint(mb.Term), fmt.Sprint(mb.AppliedIndex), fmt.Sprint(mb.CommitIndex)
+			switch {
+			case mb.LastContact < 0:
+				contact = "never"
+			case mb.Raft == cluster.RaftLeader:
+				contact = "leader"
+			default:
+				contact = time.Duration(mb.LastContact).Round(time.Millisecond).String()
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mb.Name, dash(string(mb.Role)), dash(mb.Address), mb.Raft,
+			term, applied, commit, contact, dash(mb.Version), yes(mb.Voter), yes(mb.Alive), yes(mb.HoldsVIP), lease, health)
 	}
 	if st.Blocked != "" {
 		fmt.Fprintf(tw, "\nactive stays:\t%s\n", st.Blocked)

@@ -1,0 +1,39 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// A stopped member is named as not answering, with every answering
+// member's own Raft figures beside it, and the status is degraded.
+func TestStatus_NamesAMemberThatDidNotAnswerAndCarriesRaftFigures(t *testing.T) {
+	c := newTestCluster(t)
+	n1 := c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", fsm.RoleGPU, "node1")
+	c.join("witness", "127.0.0.3", fsm.RoleWitness, "node1")
+	waitFor(t, 20*time.Second, "three voters", func() error { return healthyStatus(n1.agent.Status(t.Context()), "node1", "node2", "witness") })
+	st := n1.agent.Status(t.Context())
+	if len(st.Unanswered) != 0 || len(st.Problems()) != 0 {
+		t.Fatalf("healthy cluster: unanswered %v, problems %v", st.Unanswered, st.Problems())
+	}
+	for _, m := range st.Members {
+		if !m.Answered || m.Term == 0 || m.AppliedIndex == 0 || m.CommitIndex == 0 {
+			t.Fatalf("%s: %+v, want its own term and indexes", m.Name, m)
+		}
+		if m.Name != st.Leader && m.LastContact <= 0 {
+			t.Fatalf("follower %s: last contact %v", m.Name, m.LastContact)
+		}
+	}
+	c.stop("node2")
+	st = n1.agent.Status(t.Context())
+	if len(st.Unanswered) != 1 || st.Unanswered[0] != "node2" {
+		t.Fatalf("unanswered %v, want [node2]", st.Unanswered)
+	}
+	if p := strings.Join(st.Problems(), "; "); !strings.Contains(p, "member node2 did not answer") {
+		t.Fatalf("problems %q", p)
+	}
+}
