@@ -115,6 +115,12 @@ type Config struct {
 	// FirstProbe is how long the steady state may take to hold before the
 	// drill starts; 2 s by default.
 	FirstProbe time.Duration
+	// AbortAfter is how long an abort condition read from status must go
+	// on holding, over consecutive reads, before the run aborts: one read
+	// taken during a Raft election says "no leader" although nothing is
+	// lost. 1 s by default (an election takes about that long); the steady
+	// state has its own steady_state_lost_for.
+	AbortAfter time.Duration
 	// Operator is who runs the drill, for the report.
 	Operator string
 	// Progress receives a line for each thing that happens; nil: none.
@@ -139,6 +145,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FirstProbe <= 0 {
 		c.FirstProbe = 2 * time.Second
+	}
+	if c.AbortAfter <= 0 {
+		c.AbortAfter = time.Second
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -368,6 +377,9 @@ type run struct {
 	seen       map[uint64]bool // history indexes already seen
 	viewErr    bool
 	arpErr     bool
+	// abortSeen is when the abort conditions began to hold over
+	// consecutive reads; zero while they do not.
+	abortSeen time.Time
 }
 
 // activeFault is a fault in place, undone once.
@@ -670,12 +682,33 @@ func (r *run) noteView(view drill.ClusterView, err error) {
 			r.say("holder %s → %s", nobody(from), nobody(view.Holder))
 		}
 	}
-	// The abort conditions count only while the drill runs.
-	if r.started.Load() {
-		if why := r.plan.AbortReason(view, r.lostFor(r.cfg.Now())); why != "" {
+	// The abort conditions count only while the drill runs. The steady
+	// state's is a duration already; the others must go on holding for
+	// AbortAfter.
+	if !r.started.Load() {
+		return
+	}
+	now := r.cfg.Now()
+	lost := r.lostFor(now)
+	if why := r.plan.AbortReason(view, lost); why != "" {
+		if ab := r.plan.Runbook.Abort; ab.SteadyStateLostFor > 0 && lost > ab.SteadyStateLostFor {
+			r.abort(why)
+			return
+		}
+		r.mu.Lock()
+		if r.abortSeen.IsZero() {
+			r.abortSeen = now
+		}
+		held := now.Sub(r.abortSeen)
+		r.mu.Unlock()
+		if held >= r.cfg.AbortAfter {
 			r.abort(why)
 		}
+		return
 	}
+	r.mu.Lock()
+	r.abortSeen = time.Time{}
+	r.mu.Unlock()
 }
 
 // readHistory records every transition not seen before.

@@ -369,7 +369,7 @@ func TestRun_StandbyUnhealthyAbortsAndUndoesEveryFault(t *testing.T) {
 	}
 	begin := time.Now()
 	res := runDrill(t, context.Background(), config(c, f), twoFaults)
-	if took := time.Since(begin); took > 5*time.Second {
+	if took := time.Since(begin); took > 6*time.Second {
 		t.Fatalf("the abort took %v", took)
 	}
 	rep := res.Report
@@ -562,5 +562,41 @@ func TestRun_ARPWatchOff(t *testing.T) {
 		if strings.Contains(e.Key, "never-two-holders") && (e.Passed || e.Measured != "no ARP round observed") {
 			t.Errorf("never-two-holders without a watch: %+v", e)
 		}
+	}
+}
+
+// One status read without a leader (a read during an election) does not
+// abort; a lost quorum that lasts does.
+func TestRun_AbortConditionMustLast(t *testing.T) {
+	src := strings.Replace(twoFaults, "standby_unhealthy: true", "quorum_lost: true", 1)
+	for _, tc := range []struct {
+		name  string
+		blip  time.Duration
+		abort bool
+	}{{"blip", 30 * time.Millisecond, false}, {"lasting", 0, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(src, "  - wait: 20s\n", "  - wait: 1500ms\n", 1)
+			src = strings.Replace(src, "duration: 20s", "duration: 1s", -1)
+			c := newFakeCluster()
+			f := &fakeFaults{on: func(ps drill.PlannedStep) {
+				if ps.Index != 0 {
+					return
+				}
+				c.update(func(v *drill.ClusterView) { v.Leader = "" })
+				if tc.blip > 0 {
+					time.AfterFunc(tc.blip, func() { c.update(func(v *drill.ClusterView) { v.Leader = "witness" }) })
+				}
+			}}
+			cfg := config(c, f)
+			cfg.AbortAfter = 300 * time.Millisecond
+			res := runDrill(t, context.Background(), cfg, src)
+			rep := res.Report
+			if got := rep.Verdict == drill.VerdictAborted; got != tc.abort {
+				t.Fatalf("aborted %v (%s), want %v", got, rep.AbortReason, tc.abort)
+			}
+			if tc.abort && rep.AbortReason != "quorum lost: no Raft leader" {
+				t.Errorf("reason %q", rep.AbortReason)
+			}
+		})
 	}
 }
