@@ -13,6 +13,9 @@ const (
 	ReasonHolderLost = "holder-lost"
 	ReasonHealth     = "health"
 	ReasonPreempt    = "preempt"
+	// ReasonMemberRemoved: the active node is no longer a GPU member
+	// (`newbieha remove`).
+	ReasonMemberRemoved = "member-removed"
 )
 
 // NodeHealth is what the leader knows of one GPU node's health.
@@ -123,7 +126,7 @@ func Decide(s Situation) Decision {
 		if len(c) > 0 {
 			reason := ReasonStartup
 			if s.Active != "" {
-				reason = ReasonHolderLost + ":" + s.Active
+				reason = ReasonMemberRemoved + ":" + s.Active
 			}
 			return move(c[0], reason)
 		}

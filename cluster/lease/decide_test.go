@@ -46,7 +46,7 @@ func TestDecide(t *testing.T) {
 		}, "", "", "no GPU node is healthy"},
 		{"the active node is no GPU member any more", func(s *Situation) {
 			s.Active, s.GPUNodes = "node9", []string{"node1", "node2"}
-		}, "node1", "holder-lost:node9", ""},
+		}, "node1", "member-removed:node9", ""},
 		{"maintenance freezes everything", func(s *Situation) {
 			s.Maintenance = true
 			s.Health["node1"] = bad
