@@ -28,7 +28,7 @@ var remote *cluster.Client
 func addRemoteFlags(root *cobra.Command) {
 	var server, certDir string
 	root.PersistentFlags().StringVar(&server, "server", "", "call this member's API (host:port) with an operator certificate instead of the local agent's socket (env "+envServer+")")
-	root.PersistentFlags().StringVar(&certDir, "cert-dir", "", "directory with the operator certificate for --server, as `newbieha operator cert` writes it (env "+envCertDir+")")
+	root.PersistentFlags().StringVar(&certDir, "cert-dir", "", "`DIR` with the operator certificate for --server, as newbieha operator cert writes it (env "+envCertDir+")")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		remote = nil
 		if !cmd.Flags().Changed("server") {
@@ -74,7 +74,7 @@ func newOperatorCmd() *cobra.Command {
 and the cluster CA into DIR (0700; files 0600). With it, any operator
 command runs from another machine:
 
-  newbieha --server 10.0.0.11:7946 --cert-dir DIR status
+  newbieha --server 10.0.0.11:7700 --cert-dir DIR status
 
 The key is made here and never leaves this machine; the agent signs the
 public key. Only root on a member that holds the CA key (a GPU node) can
