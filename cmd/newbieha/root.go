@@ -31,6 +31,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newInitCmd(), newJoinCmd(), newAgentCmd(), newStatusCmd(), newTokenCmd(), newRemoveCmd(), newVersionCmd(),
 		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newConfigCmd(), newVIPCmd(), withRecoverCmd(newRaftCmd()), newDrillCmd(), newOperatorCmd(), newCertCmd(), newSnapshotCmd())
 	addRemoteFlags(root)
+	strictCommands(root)
+	root.SetFlagErrorFunc(flagError)
 	return root
 }
 

@@ -27,8 +27,8 @@ type clientFor func(dataDir string) *cluster.Client
 
 // joinTokenFlags adds --token and --token-file to join.
 func joinTokenFlags(cmd *cobra.Command, token, file *string) {
-	cmd.Flags().StringVar(token, "token", "", "join token from `newbieha init` or `newbieha token create` (visible to other users in the process list: prefer --token-file or $"+tokenEnv+")")
-	cmd.Flags().StringVar(file, "token-file", "", "read the join token from this file (mode 0600 or stricter; white space trimmed)")
+	cmd.Flags().StringVar(token, "token", "", "the join `TOKEN` that newbieha init or newbieha token create printed (visible to other users in the process list: prefer --token-file or $"+tokenEnv+")")
+	cmd.Flags().StringVar(file, "token-file", "", "read the join token from the file at `PATH` (mode 0600 or stricter; white space trimmed)")
 }
 
 // joinToken returns the join token from exactly one of --token,

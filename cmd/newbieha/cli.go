@@ -1,0 +1,94 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// suggestDistance is how many edits away a mistyped subcommand or flag may
+// be for a suggestion (cobra's default; `lsit` is 2 from `list`).
+const suggestDistance = 2
+
+// strictCommands walks the command tree: each command suggests the nearest
+// subcommand, and a command that only groups subcommands (token, config,
+// raft, ...) refuses an unknown one with an error and suggestions. Cobra
+// would otherwise print the group's help and exit 0 on `token lsit`, since
+// it checks arguments only of runnable commands and only the root's
+// subcommand names. Unknown flags get the nearest flag names.
+func strictCommands(c *cobra.Command) {
+	c.SuggestionsMinimumDistance = suggestDistance
+	if c.HasSubCommands() && !c.Runnable() {
+		c.Args = unknownSubcommand
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	for _, sub := range c.Commands() {
+		strictCommands(sub)
+	}
+}
+
+// unknownSubcommand is the Args of a group command: no argument, or an
+// error naming the unknown subcommand with suggestions.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+	}
+	return fmt.Errorf("%s\n\nRun '%s --help' for its commands", msg, cmd.CommandPath())
+}
+
+// flagError adds the nearest flag names to pflag's "unknown flag" error.
+func flagError(cmd *cobra.Command, err error) error {
+	const prefix = "unknown flag: --"
+	m := err.Error()
+	if !strings.HasPrefix(m, prefix) {
+		return fmt.Errorf("%w\n\nRun '%s --help' for its flags", err, cmd.CommandPath())
+	}
+	typed := strings.SplitN(strings.TrimPrefix(m, prefix), "=", 2)[0]
+	seen := map[string]bool{}
+	var near []string
+	add := func(f *pflag.Flag) {
+		if f.Hidden || seen[f.Name] {
+			return
+		}
+		if levenshtein(typed, f.Name) <= suggestDistance || (len(typed) > 2 && strings.HasPrefix(f.Name, typed)) {
+			seen[f.Name] = true
+			near = append(near, "--"+f.Name)
+		}
+	}
+	cmd.LocalFlags().VisitAll(add)
+	cmd.InheritedFlags().VisitAll(add)
+	sort.Strings(near)
+	if len(near) > 0 {
+		return fmt.Errorf("%w\n\nDid you mean this?\n\t%s\n\nRun '%s --help' for its flags", err, strings.Join(near, "\n\t"), cmd.CommandPath())
+	}
+	return fmt.Errorf("%w\n\nRun '%s --help' for its flags", err, cmd.CommandPath())
+}
+
+// levenshtein is the edit distance between a and b (ASCII, case-insensitive).
+func levenshtein(a, b string) int {
+	a, b = strings.ToLower(a), strings.ToLower(b)
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
