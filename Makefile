@@ -22,7 +22,7 @@ BUILD_DATE := $(BUILD_DATE)
 VERSION_LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildDate=$(BUILD_DATE)
 
 .PHONY: bench-footprint bench-load
-.PHONY: all build lint test test-unit test-fuzz test-integration fuzz stub-image demo demo-down bench bench-failover clean
+.PHONY: all build lint test test-unit test-fuzz test-integration fuzz stub-image demo demo-drill demo-down bench bench-failover clean
 
 all: build
 
@@ -73,6 +73,7 @@ test-fuzz fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzLeaseRequest$$' -fuzztime=$(FUZZTIME) ./cluster
 	$(GO) test -run='^$$' -fuzz='^FuzzHandoverRequest$$' -fuzztime=$(FUZZTIME) ./cluster
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeSigned$$' -fuzztime=$(FUZZTIME) ./cluster/gossip
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRunbook$$' -fuzztime=$(FUZZTIME) ./drill
 
 test-integration: build
 	$(GO) test -tags integration -count=1 -timeout 15m -v ./integration/...
@@ -82,6 +83,11 @@ bench:
 
 demo: build
 	./scripts/demo.sh up
+
+# The demo lab, then `newbieha drill run docs/runbooks/planned-switchover.yaml`
+# from the witness and its report (RUNBOOK=docs/runbooks/... for another).
+demo-drill: build
+	./scripts/demo.sh drill
 
 demo-down:
 	./scripts/demo.sh down
