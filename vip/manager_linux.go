@@ -752,21 +752,28 @@ func removeVIP(h *netlink.Handle, a Assignment) (int, error) {
 // absent address or interface is not an error. It acts in the network
 // namespace of the calling OS thread.
 func ReleaseAddr(a Assignment) error {
+	_, err := releaseAddrCount(a)
+	return err
+}
+
+// releaseAddrCount is ReleaseAddr, saying how many addresses it removed.
+func releaseAddrCount(a Assignment) (int, error) {
 	if err := a.Validate(); err != nil {
-		return err
+		return 0, err
 	}
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
-		return fmt.Errorf("release %s: open netlink handle: %w", a, err)
+		return 0, fmt.Errorf("release %s: open netlink handle: %w", a, err)
 	}
 	defer h.Close()
 	if err := h.SetSocketTimeout(netlinkTimeout); err != nil {
-		return fmt.Errorf("release %s: set netlink timeout: %w", a, err)
+		return 0, fmt.Errorf("release %s: set netlink timeout: %w", a, err)
 	}
-	if _, err := removeVIP(h, a); err != nil {
-		return fmt.Errorf("release %s: %w", a, err)
+	n, err := removeVIP(h, a)
+	if err != nil {
+		return n, fmt.Errorf("release %s: %w", a, err)
 	}
-	return nil
+	return n, nil
 }
 
 // Cleanup removes what an earlier agent may have left on this host for a:
@@ -777,8 +784,16 @@ func ReleaseAddr(a Assignment) error {
 // fences, address or interface are not an error. It acts in the network
 // namespace of the calling OS thread.
 func Cleanup(a Assignment, pinDir string) error {
+	_, err := CleanupCount(a, pinDir)
+	return err
+}
+
+// CleanupCount is Cleanup that also says how many addresses with a's IP it
+// removed from a.Iface (0: the address was not there), so `newbieha vip
+// release` can tell the operator whether it did anything.
+func CleanupCount(a Assignment, pinDir string) (removed int, err error) {
 	if err := a.Validate(); err != nil {
-		return err
+		return 0, err
 	}
 	var errs []error
 	found, err := fence.List(a.Iface)
@@ -799,18 +814,19 @@ func Cleanup(a Assignment, pinDir string) error {
 		}
 		_ = f.Close()
 	}
-	if err := ReleaseAddr(a); err != nil {
+	removed, err = releaseAddrCount(a)
+	if err != nil {
 		// The address is still there: leave the (closed) fences attached,
 		// they are all that keeps it from answering.
-		return fmt.Errorf("clean up %s: %w", a, errors.Join(append(errs, err)...))
+		return removed, fmt.Errorf("clean up %s: %w", a, errors.Join(append(errs, err)...))
 	}
 	if _, err := fence.RemoveAll(a.Iface, pinDir); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("clean up %s: %w", a, err)
+		return removed, fmt.Errorf("clean up %s: %w", a, err)
 	}
-	return nil
+	return removed, nil
 }
 
 // Now returns CLOCK_BOOTTIME, the clock of Hold's deadline and of the

@@ -67,6 +67,14 @@ func Cleanup(a Assignment, pinDir string) error {
 	return ErrNotSupported
 }
 
+// CleanupCount returns ErrNotSupported after validating a.
+func CleanupCount(a Assignment, _ string) (int, error) {
+	if err := a.Validate(); err != nil {
+		return 0, err
+	}
+	return 0, ErrNotSupported
+}
+
 // Now returns 0: CLOCK_BOOTTIME is Linux only.
 func Now() time.Duration { return 0 }
 

@@ -216,16 +216,17 @@ func newVIPCmd() *cobra.Command {
 		Use:   "release",
 		Short: "Remove the VIP from this host, without the agent (for systemd ExecStopPost)",
 		Args:  cobra.NoArgs,
+		Long: `Remove the VIP this node last knew about (DATA-DIR/vip.json) from its
+interface, without the agent, and detach newbieha's fences there. It says
+whether it removed an address, and exits 1 when it removed none: the data
+dir is missing, no VIP was ever set up here, or the address was not on the
+interface. systemd's ExecStopPost=- ignores that exit.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, ok, err := releaseCachedVIP(dataDir)
+			msg, err := releaseVIPCmd(dataDir)
 			if err != nil {
 				return err
 			}
-			if !ok {
-				fmt.Fprintln(cmd.OutOrStdout(), "no VIP known on this node")
-				return nil
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "released %s\n", a)
+			fmt.Fprintln(cmd.OutOrStdout(), msg)
 			return nil
 		},
 	}

@@ -58,6 +58,37 @@ func releaseCachedVIP(dataDir string) (vip.Assignment, bool, error) {
 	return a, true, nil
 }
 
+// releaseVIPCmd is what `newbieha vip release` does: it removes the VIP
+// this node last knew about and says whether an address was there. It
+// fails (with a message, and so a non-zero exit) when the data dir is
+// missing, when no VIP is known here, and when the address was not on the
+// interface: nothing was removed then.
+func releaseVIPCmd(dataDir string) (string, error) {
+	if fi, err := os.Stat(dataDir); err != nil {
+		return "", fmt.Errorf("--data-dir %s: %w", dataDir, err)
+	} else if !fi.IsDir() {
+		return "", fmt.Errorf("--data-dir %s: not a directory", dataDir)
+	}
+	a, ok, err := readVIPCache(dataDir)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("no VIP known on this node (no %s in %s: no agent has set one up here): nothing removed", vipCacheFile, dataDir)
+	}
+	n, err := vipCleanup(a, "")
+	if err != nil {
+		return "", fmt.Errorf("release %s: %w", a, err)
+	}
+	if n == 0 {
+		return "", fmt.Errorf("%s was not on %s: nothing removed (any newbieha fence there is detached)", a.Addr, a.Iface)
+	}
+	return fmt.Sprintf("removed %s from %s", a.Addr, a.Iface), nil
+}
+
+// vipCleanup is vip.CleanupCount; tests replace it.
+var vipCleanup = vip.CleanupCount
+
 // vipFactory builds real VIP managers and records each in the cache first.
 func vipFactory(dataDir string, logger hclog.Logger) cluster.VIPFactory {
 	return func(s cluster.VIPSpec) (cluster.VIP, error) {
