@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -91,4 +93,52 @@ func levenshtein(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
+}
+
+// checkListenAddr checks, before anyone is contacted, that the node can
+// listen where it says: the --bind address, or without one the --advertise
+// address, must be one of this host's (net.InterfaceAddrs). An advertised
+// address this host lacks is allowed only with --bind (behind NAT).
+// hostAddrs is net.InterfaceAddrs outside tests.
+func checkListenAddr(advertise, bind string, hostAddrs func() ([]net.Addr, error)) error {
+	flag, ip := "--advertise", advertise
+	if bind != "" {
+		flag, ip = "--bind", bind
+	}
+	want, err := netip.ParseAddr(ip)
+	if err != nil {
+		return fmt.Errorf("%s %q: not an IP address", flag, ip)
+	}
+	if want.IsUnspecified() {
+		if flag == "--advertise" {
+			return fmt.Errorf("--advertise %s: give the address other nodes reach this one at, not an unspecified one", ip)
+		}
+		return nil
+	}
+	addrs, err := hostAddrs()
+	if err != nil {
+		return fmt.Errorf("%s %s: list this host's addresses: %w", flag, ip, err)
+	}
+	var have []string
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		got, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		if got.Unmap() == want.Unmap() {
+			return nil
+		}
+		if !got.IsLinkLocalUnicast() {
+			have = append(have, got.Unmap().String())
+		}
+	}
+	hint := "give one of this host's addresses"
+	if flag == "--advertise" {
+		hint += " (behind NAT, give the local one as --bind)"
+	}
+	return fmt.Errorf("%s %s: this host has no such address (it has %s); %s", flag, ip, strings.Join(have, ", "), hint)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
 
@@ -77,5 +78,41 @@ func TestCLI_FlagValueNames(t *testing.T) {
 	}
 	if !strings.Contains(out, "--token TOKEN") || strings.Contains(out, "--token newbieha") {
 		t.Fatalf("join --help:\n%s", out)
+	}
+}
+
+// join (and init) refuse, before contacting anyone, an --advertise address
+// this host lacks, naming the flag; with --bind, the bind address is the
+// one that must be local.
+func TestJoin_AdvertiseMustBeOnThisHost(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := runOut(t, "join", "127.0.0.1:1", "--token", "nbha1.x", "--name", "n2", "--role", "gpu", "--advertise", "192.0.2.200", "--data-dir", dir)
+	if err == nil || !strings.Contains(err.Error(), "--advertise 192.0.2.200: this host has no such address") || !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("join: %v; want --advertise refused, naming this host's addresses", err)
+	}
+	_, _, err = runOut(t, "init", "--name", "n1", "--advertise", "192.0.2.200", "--data-dir", dir)
+	if err == nil || !strings.Contains(err.Error(), "--advertise 192.0.2.200") {
+		t.Fatalf("init: %v", err)
+	}
+	host := func() ([]net.Addr, error) {
+		return []net.Addr{&net.IPNet{IP: net.ParseIP("10.0.0.5"), Mask: net.CIDRMask(24, 32)}}, nil
+	}
+	for _, tt := range []struct{ advertise, bind, want string }{
+		{"10.0.0.5", "", ""},
+		{"203.0.113.9", "10.0.0.5", ""}, // behind NAT
+		{"203.0.113.9", "10.0.0.6", "--bind 10.0.0.6: this host has no such address (it has 10.0.0.5)"},
+		{"0.0.0.0", "", "--advertise 0.0.0.0: give the address other nodes reach"},
+		{"10.0.0.5", "0.0.0.0", ""},
+		{"node1", "", `--advertise "node1": not an IP address`},
+	} {
+		err := checkListenAddr(tt.advertise, tt.bind, host)
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("advertise %s bind %s: %v; want %q", tt.advertise, tt.bind, err, tt.want)
+		}
+	}
+	// A local address passes the check: join then fails contacting ADDR.
+	_, _, err = runOut(t, "join", "127.0.0.1:1", "--token", "nbha1.x", "--name", "n2", "--role", "gpu", "--advertise", "127.0.0.1", "--data-dir", dir, "--wait", "1s")
+	if err == nil || strings.Contains(err.Error(), "--advertise") {
+		t.Fatalf("join with a local address: %v; want a later error", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -78,6 +79,9 @@ func newInitCmd() *cobra.Command {
 				return err
 			}
 			opts.Role = fsm.Role(role)
+			if err := checkListenAddr(opts.Advertise, opts.Bind, net.InterfaceAddrs); err != nil {
+				return err
+			}
 			if clusterConfig != "" {
 				b, err := os.ReadFile(clusterConfig)
 				if err != nil {
@@ -130,6 +134,9 @@ func newJoinCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Addr, opts.Role = args[0], fsm.Role(role)
+			if err := checkListenAddr(opts.Advertise, opts.Bind, net.InterfaceAddrs); err != nil {
+				return err
+			}
 			tok, err := joinToken(cmd, opts.Token, tokenFile, os.LookupEnv)
 			if err != nil {
 				return err
