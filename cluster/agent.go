@@ -51,6 +51,8 @@ type Config struct {
 	AdmitRetry time.Duration
 	// Version is the agent's release, reported in status.
 	Version string
+	// Revision is the git commit it was built from (newbieha_build_info).
+	Revision string
 	// RenewCheck is how often the agent looks at its node certificate's
 	// expiry (default 1h); RenewBefore is how long before expiry it renews
 	// it through a GPU member (default a third of pki.NodeValidity, 10

@@ -129,6 +129,8 @@ type controller struct {
 	conflicts uint64 // probes that found a conflict
 	lastRaw   string // settings last handed to OnSettings
 
+	failovers failoverTally // counted from the history at scrape time (metrics.go)
+
 	stopped    chan struct{} // closed when run returns
 	settingsCh chan Settings // newest settings for OnSettings (capacity 1)
 }

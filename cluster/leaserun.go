@@ -61,7 +61,8 @@ type leaseRunner struct {
 	sends    sync.WaitGroup
 	inflight sync.Map // voter name -> *atomic.Int32
 
-	errs repeatLog
+	errs  repeatLog
+	stats leaseStats // metrics.go
 }
 
 func newLeaseRunner(name string, gpu bool, log hclog.Logger, clock func() time.Duration, env leaseEnv, newVIP VIPFactory) *leaseRunner {
@@ -112,6 +113,7 @@ func (r *leaseRunner) tick(ctx context.Context) time.Duration {
 		return time.Second
 	}
 	out := r.holder.Tick(now, v)
+	r.stats.tick(now, out)
 	r.mu.Unlock()
 	r.actuate(ctx, out)
 	r.sendAll(ctx, out.Send, v.Voters, v.Params)
@@ -228,6 +230,7 @@ func (r *leaseRunner) takeAnswer(ctx context.Context, a lease.Answer, voters []s
 	}
 	r.mu.Lock()
 	out := r.holder.Answer(r.clock(), a, voters)
+	r.stats.answered(r.clock(), a, voters, out)
 	r.mu.Unlock()
 	r.actuate(ctx, out)
 }
