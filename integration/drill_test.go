@@ -39,6 +39,7 @@ type drillReport struct {
 		Key      string `json:"key"`
 		Passed   bool   `json:"passed"`
 		Measured string `json:"measured"`
+		Miss     string `json:"miss"`
 	} `json:"expectations"`
 }
 
@@ -180,13 +181,49 @@ func TestDrill_ShippedRunbooksFromTheWitness(t *testing.T) {
 		t.Errorf("drill report %s -o markdown:\n%s", id, md)
 	}
 
+	// A runbook whose expectation cannot hold fails, exit 1, and says by
+	// how much. node2's gpu check is its own again since gpu-fails
+	// cleared the injection: make it pass as before.
+	f.mustCLI(f.n2, "drill", "inject", "--check", "gpu:gpus", "--pass", "--for", "10m", "--data-dir", f.n2.dataDir)
+	impossible := filepath.Join(t.TempDir(), "impossible.yaml")
+	if err := os.WriteFile(impossible, []byte(`version: 1
+name: impossible-switchover
+description: a planned failover judged by a limit no failover meets
+steady_state:
+  probe:
+    url: http://${vip}:8080/health
+steps:
+  - fault: planned-failover
+    to: standby
+  - wait: {until: {holder: standby}, timeout: 2s}
+expectations:
+  - holder-becomes: standby
+    within: 1ms
+preconditions: [gpu-nodes-healthy, quorum, no-maintenance, no-drill-running]
+time_limit: 1m
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	settle(impossible)
+	rep, code, progress := f.drillRun(f.w, impossible, 60*time.Second, remote...)
+	if code != 1 || rep.Verdict != "failed" || len(rep.Expectations) != 1 || rep.Expectations[0].Passed || !strings.HasPrefix(rep.Expectations[0].Miss, "by ") {
+		t.Fatalf("an expectation that cannot hold: exit %d, %+v\n%s", code, rep, progress)
+	}
+	t.Logf("impossible-switchover: exit %d, holder-becomes %s, missed %s", code, rep.Expectations[0].Measured, rep.Expectations[0].Miss)
+
+	// Root on the witness's own socket cannot carry changes: refused, exit 2.
+	_, code, progress = f.drillRun(f.w, "../docs/runbooks/planned-switchover.yaml", 30*time.Second)
+	if code != 2 || !strings.Contains(progress, "root on witness's socket cannot carry a change") {
+		t.Fatalf("a drill on the witness's socket: exit %d\n%s", code, progress)
+	}
+
 	// Maintenance on: the next drill is refused, exit 2, and nothing moves.
 	f.mustCLI(f.n1, "maintenance", "on", "--data-dir", f.n1.dataDir)
-	_, code, progress := f.drillRun(f.w, "../docs/runbooks/planned-switchover.yaml", 30*time.Second, remote...)
+	_, code, progress = f.drillRun(f.w, "../docs/runbooks/planned-switchover.yaml", 30*time.Second, remote...)
 	if code != 2 || !strings.Contains(progress, "precondition no-maintenance: maintenance is on") {
 		t.Fatalf("a drill in maintenance: exit %d\n%s", code, progress)
 	}
-	if h := f.checkHistory(f.n1, f.n2, f.w); len(h) != 3 {
+	if h := f.checkHistory(f.n1, f.n2, f.w); len(h) != 4 {
 		t.Fatalf("history after a refused drill: %+v", h)
 	}
 }

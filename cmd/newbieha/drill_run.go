@@ -86,9 +86,13 @@ in DATA_DIR/drills (newbieha drill list, drill report ID).`,
 			defer stop()
 			c := agentClient(dataDir)
 			cl := &drillCluster{c: c}
+			faults := &drillFaults{c: c, cl: cl, runbook: rb.Name}
+			if remote == nil {
+				faults.socketOf = witnessSocket(ctx, c)
+			}
 			cfg := runner.Config{
 				Cluster:  cl,
-				Faults:   &drillFaults{c: c, cl: cl, runbook: rb.Name},
+				Faults:   faults,
 				Operator: operatorName(),
 				Progress: cmd.ErrOrStderr(),
 			}
@@ -499,11 +503,34 @@ type drillFaults struct {
 	runbook string
 	// gpuCheck is the required gpu check ("gpu:NAME"), found by Check.
 	gpuCheck string
+	// socketOf names the witness when the CLI calls the witness's own
+	// socket: root there cannot carry a change to the leader (the witness
+	// holds no CA key), so every fault is refused with what to do instead.
+	socketOf string
+}
+
+// witnessSocket is the witness's name when c is a local socket that a
+// witness answers; "" otherwise.
+func witnessSocket(ctx context.Context, c *cluster.Client) string {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, m := range st.Members {
+		if m.Name == st.Node && m.Role == fsm.RoleWitness {
+			return m.Name
+		}
+	}
+	return ""
 }
 
 // Check implements runner.Faults.
 func (f *drillFaults) Check(ctx context.Context, ps drill.PlannedStep) error {
-	switch k := ps.Step.Fault.Kind; k {
+	k := ps.Step.Fault.Kind
+	if f.socketOf != "" && (k == drill.FaultCheckFail || k == drill.FaultGPUFail || k == drill.FaultPlannedFailover) {
+		return fmt.Errorf("root on %s's socket cannot carry a change to the leader or another member (a witness holds no CA key): run on the witness with an operator certificate, --server GPU_NODE:7700 --cert-dir DIR (newbieha operator cert)", f.socketOf)
+	}
+	switch k {
 	case drill.FaultCheckFail, drill.FaultPlannedFailover:
 		return nil
 	case drill.FaultGPUFail:

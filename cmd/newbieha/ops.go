@@ -262,19 +262,23 @@ func newRaftCmd() *cobra.Command {
 func newDrillCmd() *cobra.Command {
 	d := &cobra.Command{Use: "drill", Short: "Drills: run a runbook (docs/drills.md), list and show reports, force check results"}
 	var dataDir, node, check string
-	var pass bool
+	var pass, clearInj bool
 	var dur time.Duration
 	inject := &cobra.Command{
-		Use:   "inject --node NODE --check CHECK [--pass] --for 30s",
-		Short: "Force a health check's result on a node for a while (failing unless --pass)",
+		Use:   "inject --node NODE --check CHECK [--pass] --for 30s | --clear",
+		Short: "Force a health check's result on a node for a while (failing unless --pass), or end that at once (--clear)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if check == "" {
 				return fmt.Errorf("--check: the check's name or kind:name is required")
 			}
-			req := cluster.DrillRequest{Node: node, Check: check, Passing: pass, For: cluster.Duration(dur)}
+			req := cluster.DrillRequest{Node: node, Check: check, Passing: pass, For: cluster.Duration(dur), Clear: clearInj}
 			if err := agentClient(dataDir).Drill(cmd.Context(), req); err != nil {
 				return err
+			}
+			if clearInj {
+				fmt.Fprintf(cmd.OutOrStdout(), "check %s on %s: injection cleared\n", check, dash(node))
+				return nil
 			}
 			verdict := "failing"
 			if pass {
@@ -288,6 +292,7 @@ func newDrillCmd() *cobra.Command {
 	inject.Flags().StringVar(&node, "node", "", "the node (default: this one)")
 	inject.Flags().StringVar(&check, "check", "", "the check, by name or kind:name (e.g. http:service)")
 	inject.Flags().BoolVar(&pass, "pass", false, "force passing instead of failing")
+	inject.Flags().BoolVar(&clearInj, "clear", false, "end an earlier injection of the check at once (it is probed again at once)")
 	inject.Flags().DurationVar(&dur, "for", 30*time.Second, "how long")
 	d.AddCommand(inject, newDrillRunCmd(), newDrillListCmd(), newDrillReportCmd())
 	return d
