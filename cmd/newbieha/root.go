@@ -346,12 +346,23 @@ func newTokenCmd() *cobra.Command {
 
 func newRemoveCmd() *cobra.Command {
 	var dataDir string
+	var force bool
 	cmd := &cobra.Command{
-		Use:   "remove NODE",
-		Short: "Remove a member from the cluster",
+		Use:   "remove NODE [--force]",
+		Short: "Remove a member from the cluster (the active node, or a voter the quorum needs, only with --force)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := agentClient(dataDir).Remove(cmd.Context(), args[0]); err != nil {
+			c := agentClient(dataDir)
+			if !force {
+				st, err := c.Status(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("remove %s: read the status to check what the removal costs: %w (--force skips the check)", args[0], err)
+				}
+				if why := removeRefusal(st, args[0]); why != "" {
+					return fmt.Errorf("remove %s refused without --force: %s", args[0], why)
+				}
+			}
+			if err := c.Remove(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
@@ -359,6 +370,7 @@ func newRemoveCmd() *cobra.Command {
 		},
 	}
 	dataDirFlag(cmd, &dataDir)
+	cmd.Flags().BoolVar(&force, "force", false, "remove even the active node, or a voter without which the remaining voters alive are no majority")
 	return cmd
 }
 
