@@ -399,6 +399,13 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	snap := a.lease.stats.snapshot()
 	counter("newbieha_lease_rounds_total", float64(snap.started))
 	ch <- prometheus.MustNewConstHistogram(c.descs["newbieha_lease_round_duration_seconds"], snap.count, snap.sum, snap.buckets)
+	if a.lease.gpu { // a holder: every voter from 0, so increase() sees the first refusal
+		for _, v := range a.voterNames() {
+			if _, ok := snap.refused[v]; !ok {
+				counter("newbieha_lease_grants_refused_total", 0, v)
+			}
+		}
+	}
 	for voter, n := range snap.refused {
 		counter("newbieha_lease_grants_refused_total", float64(n), voter)
 	}

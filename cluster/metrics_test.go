@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -471,4 +472,53 @@ func TestMetrics_AlertRulesLoadInPromtool(t *testing.T) {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
+}
+
+// exported reports whether a scrape has the series name selects (a
+// histogram's _bucket, _sum and _count included).
+func (s scrape) exported(name string) bool {
+	if s[name] != nil {
+		return true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok && s[base].GetType() == dto.MetricType_HISTOGRAM {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMetrics_DashboardUsesExportedMetrics checks the shipped Grafana
+// dashboard's queries the same way.
+func TestMetrics_DashboardUsesExportedMetrics(t *testing.T) {
+	raw, err := os.ReadFile("../docs/examples/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("parse the dashboard: %v", err)
+	}
+	s := scrapeOneNode(t, fakeGPU{})
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, name := range metricNames(tg.Expr) {
+				n++
+				if !s.exported(name) {
+					t.Errorf("panel %q uses %s, which a scrape does not export", p.Title, name)
+				}
+			}
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d metric uses found in the dashboard", n)
+	}
 }
