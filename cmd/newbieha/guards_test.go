@@ -116,3 +116,69 @@ func TestLineDiff(t *testing.T) {
 		t.Fatalf("equal: %q", got)
 	}
 }
+
+// config show -o json prints the settings as JSON.
+func TestConfigShow_JSON(t *testing.T) {
+	_, dir := newOpsAgent(t, threeNodes())
+	out, _, err := runOut(t, "config", "show", "-o", "json", "--data-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s cluster.Settings
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("not JSON settings: %v\n%s", err, out)
+	}
+	if out, _, err := runOut(t, "config", "show", "--data-dir", dir); err != nil || !strings.Contains(out, "vip:") {
+		t.Fatalf("yaml: %v\n%s", err, out)
+	}
+}
+
+// config apply --dry-run prints the diff and the warnings and applies
+// nothing; apply refuses a VIP outside every GPU member's subnet unless
+// --force, and warns of one outside some member's subnet.
+func TestConfigApply_DryRunAndVIPSubnet(t *testing.T) {
+	st := threeNodes()
+	st.Members[1].Address = "10.0.2.12" // node2 on another subnet
+	f, dir := newOpsAgent(t, st)
+	write := func(vip string) string {
+		p := t.TempDir() + "/settings.yaml"
+		if err := os.WriteFile(p, []byte("vip:\n  address: "+vip+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good, far := write("10.0.0.100/24"), write("192.168.5.100/24")
+
+	out, _, err := runOut(t, "config", "apply", "--dry-run", good, "--data-dir", dir)
+	if err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	for _, w := range []string{"--- live settings", "+++ " + good, `-    address: ""`, "+    address: 10.0.0.100/24",
+		"warning: VIP 10.0.0.100/24 is outside the subnet of node2 (10.0.2.12)", "dry run: nothing applied"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("dry run output lacks %q:\n%s", w, out)
+		}
+	}
+	out, _, err = runOut(t, "config", "apply", "--dry-run", far, "--data-dir", dir)
+	if err == nil || !strings.Contains(out, "outside every GPU member's subnet: node1 (10.0.0.11), node2 (10.0.2.12)") || !strings.Contains(err.Error(), "would refuse") {
+		t.Fatalf("dry run of a far VIP: %v\n%s", err, out)
+	}
+	if p := f.posted(); len(p) != 0 {
+		t.Fatalf("a dry run applied: %v", p)
+	}
+	if _, _, err := runOut(t, "config", "apply", far, "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "outside every GPU member's subnet (--force applies it anyway") {
+		t.Fatalf("apply of a far VIP: %v", err)
+	}
+	if p := f.posted(); len(p) != 0 {
+		t.Fatalf("a refused apply applied: %v", p)
+	}
+	if _, _, err := runOut(t, "config", "apply", "--force", far, "--data-dir", dir); err != nil {
+		t.Fatalf("apply --force: %v", err)
+	}
+	if _, stderr, err := runOut(t, "config", "apply", good, "--data-dir", dir); err != nil || !strings.Contains(stderr, "outside the subnet of node2") {
+		t.Fatalf("apply: %v, stderr %q", err, stderr)
+	}
+	if p := f.posted(); len(p) != 2 || !strings.HasPrefix(p[0], "/v1/config ") || !strings.Contains(p[0], "192.168.5.100") || !strings.Contains(p[1], "10.0.0.100") {
+		t.Fatalf("posted %v", p)
+	}
+}

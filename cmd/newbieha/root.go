@@ -30,7 +30,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInitCmd(), newJoinCmd(), newAgentCmd(), newStatusCmd(), newTokenCmd(), newRemoveCmd(), newVersionCmd(),
-		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newConfigCmd(), newVIPCmd(), withRecoverCmd(newRaftCmd()), newDrillCmd(), newOperatorCmd(), newCertCmd(), newSnapshotCmd())
+		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newSettingsCmd(), newVIPCmd(), withRecoverCmd(newRaftCmd()), newDrillCmd(), newOperatorCmd(), newCertCmd(), newSnapshotCmd())
 	addRemoteFlags(root)
 	strictCommands(root)
 	root.SetFlagErrorFunc(flagError)
