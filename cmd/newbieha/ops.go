@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -161,52 +160,6 @@ func printHistory(w io.Writer, h []fsm.Transition) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", t.Epoch, t.Time.Format(time.RFC3339Nano), from, to, t.Reason, t.Index)
 	}
 	return tw.Flush()
-}
-
-func newConfigCmd() *cobra.Command {
-	cfg := &cobra.Command{Use: "config", Short: "Show or change the replicated cluster settings"}
-	var dataDir string
-	show := &cobra.Command{
-		Use:   "show",
-		Short: "Print the live cluster settings (YAML)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := agentClient(dataDir).ConfigShow(cmd.Context())
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(cmd.OutOrStdout(), r.YAML)
-			return nil
-		},
-	}
-	dataDirFlag(show, &dataDir)
-	var applyDir string
-	apply := &cobra.Command{
-		Use:   "apply FILE",
-		Short: "Validate a cluster settings file and commit it",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(args[0])
-			if err != nil {
-				return err
-			}
-			st, err := cluster.ParseSettings(b)
-			if err == nil {
-				err = validateSettings(st)
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", args[0], err)
-			}
-			if _, err := agentClient(applyDir).ConfigApply(cmd.Context(), b); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "applied %s\n", args[0])
-			return nil
-		},
-	}
-	dataDirFlag(apply, &applyDir)
-	cfg.AddCommand(show, apply)
-	return cfg
 }
 
 func newVIPCmd() *cobra.Command {
