@@ -80,6 +80,9 @@ type SetMaintenance struct {
 	On     bool      `json:"on"`
 	Time   time.Time `json:"time"`
 	Reason string    `json:"reason"`
+	// By says who asked (an operator's name, root@NODE); empty in entries
+	// from before it was kept. An optional field: older nodes ignore it.
+	By string `json:"by,omitempty"`
 }
 
 // SetSettings replaces the cluster settings document.
@@ -218,10 +221,16 @@ func (SetMaintenance) Type() Type { return TypeSetMaintenance }
 // Version returns the payload version this node writes.
 func (SetMaintenance) Version() uint8 { return versionSetMaintenance }
 
-// Validate checks that the time is set and the reason is not empty.
+// Validate checks that the time is set, the reason is not empty, and By,
+// when set, is text of at most MaxReasonLen bytes.
 func (c SetMaintenance) Validate() error {
 	if err := checkTime("time", c.Time, true); err != nil {
 		return invalid(err)
+	}
+	if c.By != "" {
+		if err := checkReason("by", c.By); err != nil {
+			return invalid(err)
+		}
 	}
 	return invalid(checkReason("reason", c.Reason))
 }

@@ -78,6 +78,8 @@ func TestValidate(t *testing.T) {
 		{"maintenance off ok", SetMaintenance{Time: t0, Reason: "manual"}, ""},
 		{"maintenance zero time", SetMaintenance{On: true, Reason: "manual"}, "time: must be set"},
 		{"maintenance empty reason", SetMaintenance{On: true, Time: t0}, "reason: must not be empty"},
+		{"maintenance by ok", SetMaintenance{On: true, Time: t0, Reason: "manual", By: "alice"}, ""},
+		{"maintenance by too long", SetMaintenance{On: true, Time: t0, Reason: "manual", By: strings.Repeat("x", MaxReasonLen+1)}, "by: 1025 bytes"},
 
 		{"settings object", SetSettings{Settings: json.RawMessage(` { "a" : 1 } `)}, ""},
 		{"settings nil", SetSettings{}, ""},

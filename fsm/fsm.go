@@ -280,9 +280,20 @@ func appendHistory(h []Transition, t Transition) []Transition {
 	return append(h, t)
 }
 
-// applySetMaintenance turns maintenance mode on or off.
+// applySetMaintenance turns maintenance mode on or off, keeping when, why
+// and by whom it was turned on. Turning it on again while on keeps Since
+// and takes the new reason and caller.
 func applySetMaintenance(s *State, c Command, _ uint64) error {
-	s.Maintenance = c.(SetMaintenance).On
+	m := c.(SetMaintenance)
+	if !m.On {
+		s.Maintenance, s.MaintenanceInfo = false, nil
+		return nil
+	}
+	info := MaintenanceInfo{Since: m.Time, Reason: m.Reason, By: m.By}
+	if s.Maintenance && s.MaintenanceInfo != nil {
+		info.Since = s.MaintenanceInfo.Since
+	}
+	s.Maintenance, s.MaintenanceInfo = true, &info
 	return nil
 }
 

@@ -139,6 +139,29 @@ func TestApply_Commands(t *testing.T) {
 				}
 			}},
 		{name: "maintenance no reason", raw: true, cmd: SetMaintenance{On: true, Time: t0}, want: ErrInvalidCommand},
+		{name: "maintenance keeps when, why and who", cmd: SetMaintenance{On: true, Time: t0, Reason: "driver upgrade", By: "alice"},
+			check: func(t *testing.T, s State) {
+				want := MaintenanceInfo{Since: t0, Reason: "driver upgrade", By: "alice"}
+				if s.MaintenanceInfo == nil || *s.MaintenanceInfo != want {
+					t.Fatalf("info %+v, want %+v", s.MaintenanceInfo, want)
+				}
+			}},
+		{name: "maintenance on again keeps since", setup: []Command{SetMaintenance{On: true, Time: t0, Reason: "first", By: "alice"}},
+			cmd: SetMaintenance{On: true, Time: at(time.Hour), Reason: "second", By: "root@gpu1"},
+			check: func(t *testing.T, s State) {
+				want := MaintenanceInfo{Since: t0, Reason: "second", By: "root@gpu1"}
+				if s.MaintenanceInfo == nil || *s.MaintenanceInfo != want {
+					t.Fatalf("info %+v, want %+v", s.MaintenanceInfo, want)
+				}
+			}},
+		{name: "maintenance off drops the info", setup: []Command{SetMaintenance{On: true, Time: t0, Reason: "r", By: "alice"}},
+			cmd: SetMaintenance{Time: at(time.Minute), Reason: "done"},
+			check: func(t *testing.T, s State) {
+				if s.MaintenanceInfo != nil {
+					t.Fatalf("info %+v while off", s.MaintenanceInfo)
+				}
+			}},
+		{name: "maintenance by too long", raw: true, cmd: SetMaintenance{On: true, Time: t0, Reason: "r", By: strings.Repeat("x", MaxReasonLen+1)}, want: ErrInvalidCommand},
 
 		// SetSettings
 		{name: "settings set", cmd: SetSettings{Settings: json.RawMessage(`{ "vip" : "10.0.0.100/24" }`)},

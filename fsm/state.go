@@ -24,6 +24,10 @@ func (s State) clone() State {
 	for k, v := range s.Tokens {
 		c.Tokens[k] = v
 	}
+	if s.MaintenanceInfo != nil {
+		m := *s.MaintenanceInfo
+		c.MaintenanceInfo = &m
+	}
 	c.Settings = nil
 	if len(s.Settings) > 0 {
 		c.Settings = bytes.Clone(s.Settings)
@@ -60,6 +64,13 @@ func normalizeState(s *State) error {
 		s.Tokens[k] = t
 	}
 	s.Active.Since = s.Active.Since.UTC()
+	if s.MaintenanceInfo != nil {
+		if !s.Maintenance {
+			s.MaintenanceInfo = nil // kept only while on
+		} else {
+			s.MaintenanceInfo.Since = s.MaintenanceInfo.Since.UTC()
+		}
+	}
 	if len(s.History) == 0 {
 		s.History = nil
 	}

@@ -158,12 +158,27 @@ type Event struct {
 // first.
 const EventLimit = 1000
 
+// MaintenanceInfo is what the state keeps of the SetMaintenance that
+// turned maintenance mode on.
+type MaintenanceInfo struct {
+	// Since is when it was turned on (kept when it is turned on again
+	// while on).
+	Since time.Time `json:"since"`
+	// Reason is the latest reason given.
+	Reason string `json:"reason"`
+	// By is who turned it on last ("" when the command did not say).
+	By string `json:"by,omitempty"`
+}
+
 // State is the whole replicated state. Values returned by the FSM are deep
 // copies that the caller may keep and modify.
 type State struct {
 	Members     map[string]Member `json:"members"`
 	Active      Assignment        `json:"active"`
 	Maintenance bool              `json:"maintenance"`
+	// MaintenanceInfo says when maintenance mode was turned on, why and by
+	// whom; nil while it is off, and in states from before it was kept.
+	MaintenanceInfo *MaintenanceInfo `json:"maintenance_info,omitempty"`
 	// Settings holds the cluster-wide settings document (VIP, service,
 	// checks, timings) as JSON; its schema belongs to the cluster package
 	// and is validated there before it is committed.
