@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -69,7 +71,7 @@ func printJSON(w io.Writer, v any) error {
 
 func newInitCmd() *cobra.Command {
 	var opts cluster.InitOptions
-	var role, output, clusterConfig string
+	var role, output, clusterConfig, metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "init --name NAME --advertise IP",
 		Short: "Create a new cluster on this node and print the join command for the others",
@@ -80,6 +82,9 @@ func newInitCmd() *cobra.Command {
 			}
 			opts.Role = fsm.Role(role)
 			if err := checkListenAddr(opts.Advertise, opts.Bind, net.InterfaceAddrs); err != nil {
+				return err
+			}
+			if err := checkMetricsAddr(metricsAddr); err != nil {
 				return err
 			}
 			if clusterConfig != "" {
@@ -102,6 +107,9 @@ func newInitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := writeMetricsAddr(opts.DataDir, metricsAddr); err != nil {
+				return err
+			}
 			if output == "json" {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
@@ -116,6 +124,7 @@ func newInitCmd() *cobra.Command {
 	cmd.Flags().StringVar(&role, "role", "gpu", "this node's role: gpu or witness")
 	cmd.Flags().DurationVar(&opts.TokenTTL, "token-ttl", cluster.DefaultTokenTTL, "validity of the first join token")
 	cmd.Flags().StringVar(&clusterConfig, "cluster-config", "", "cluster settings file (YAML: vip, service, timings) to store at bootstrap")
+	metricsAddrFlag(cmd, &metricsAddr)
 	dataDirFlag(cmd, &opts.DataDir)
 	portFlags(cmd, &opts.Ports)
 	outputFlag(cmd, &output)
@@ -124,9 +133,43 @@ func newInitCmd() *cobra.Command {
 	return cmd
 }
 
+// metricsAddrFlag adds --metrics-addr to init and join.
+func metricsAddrFlag(cmd *cobra.Command, p *string) {
+	cmd.Flags().StringVar(p, "metrics-addr", "", "also serve Prometheus metrics over plain HTTP at this ip:port, e.g. 127.0.0.1:7703 (metrics_addr in the node config; docs/metrics.md)")
+}
+
+// checkMetricsAddr checks --metrics-addr before anything is created.
+func checkMetricsAddr(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddrPort(addr); err != nil {
+		return fmt.Errorf("--metrics-addr %q must be ip:port (for example 127.0.0.1:7703): %w", addr, err)
+	}
+	return nil
+}
+
+// writeMetricsAddr sets metrics_addr in the node config that init or join
+// has just written ("" leaves it unset).
+func writeMetricsAddr(dataDir, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	path := filepath.Join(dataDir, cluster.ConfigFileName)
+	nc, err := cluster.LoadNodeConfig(path)
+	if err == nil {
+		nc.MetricsAddr = addr
+		err = cluster.WriteNodeConfig(path, nc)
+	}
+	if err != nil {
+		return fmt.Errorf("the node is set up, but --metrics-addr was not saved (set metrics_addr: %s in %s by hand): %w", addr, path, err)
+	}
+	return nil
+}
+
 func newJoinCmd() *cobra.Command {
 	var opts cluster.JoinOptions
-	var role, tokenFile string
+	var role, tokenFile, metricsAddr string
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "join ADDR --token-file PATH|--token TOKEN --name NAME --role gpu|witness --advertise IP",
@@ -135,6 +178,9 @@ func newJoinCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Addr, opts.Role = args[0], fsm.Role(role)
 			if err := checkListenAddr(opts.Advertise, opts.Bind, net.InterfaceAddrs); err != nil {
+				return err
+			}
+			if err := checkMetricsAddr(metricsAddr); err != nil {
 				return err
 			}
 			tok, err := joinToken(cmd, opts.Token, tokenFile, os.LookupEnv)
@@ -148,6 +194,9 @@ func newJoinCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := writeMetricsAddr(opts.DataDir, metricsAddr); err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Joined as %s (%s). Start the agent with:\n\n  newbieha agent --data-dir %s\n\nIt becomes a Raft voter when it first starts.\n", cfg.Name, cfg.Role, opts.DataDir)
 			return nil
 		},
@@ -158,6 +207,7 @@ func newJoinCmd() *cobra.Command {
 	cmd.Flags().StringVar(&opts.Advertise, "advertise", "", "the IP address other nodes reach this one at (required)")
 	cmd.Flags().StringVar(&opts.Bind, "bind", "", "the IP address to listen on (default: --advertise)")
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to keep trying while the cluster has no leader")
+	metricsAddrFlag(cmd, &metricsAddr)
 	dataDirFlag(cmd, &opts.DataDir)
 	portFlags(cmd, &opts.Ports)
 	for _, f := range []string{"name", "role", "advertise"} {
@@ -181,7 +231,7 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			logger := hclog.New(&hclog.LoggerOptions{Name: nc.Name, Level: hclog.LevelFromString(nc.LogLevel), Output: cmd.ErrOrStderr()})
-			cfg := cluster.Config{DataDir: dataDir, Node: nc, Logger: logger, ValidateSettings: validateSettings, Version: version}
+			cfg := cluster.Config{DataDir: dataDir, Node: nc, Logger: logger, ValidateSettings: validateSettings, Version: version, Revision: readBuildInfo().Revision}
 			// Once the agent holds its data dir (a second agent on a live
 			// one fails before this), whatever VIP and fence this node had
 			// before go, address first: a restarted agent never serves on
@@ -257,6 +307,13 @@ func printStatus(w io.Writer, st cluster.Status) error {
 	m := "off"
 	if st.Maintenance {
 		m = "ON"
+		if i := st.MaintenanceInfo; i != nil {
+			m += " since " + i.Since.UTC().Format(time.RFC3339)
+			if i.By != "" {
+				m += " by " + i.By
+			}
+			m += ": " + i.Reason
+		}
 	}
 	fmt.Fprintf(tw, "maintenance:\t%s\n", m)
 	if st.VIP.Address != "" {
