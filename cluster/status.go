@@ -24,7 +24,7 @@ const StatusTimeout = 750 * time.Millisecond
 // StatusTimeout is "unreachable" and listed in Unanswered.
 func (a *Agent) Status(ctx context.Context) Status {
 	st := a.node.fsm.State()
-	out := Status{Node: a.Name(), Leader: a.Leader(), Active: st.Active, Maintenance: st.Maintenance}
+	out := Status{Node: a.Name(), Leader: a.Leader(), Active: st.Active, Maintenance: st.Maintenance, MaintenanceInfo: st.MaintenanceInfo}
 
 	voters := map[string]string{} // name -> raft address, for voters and non-voters alike
 	suffrage := map[string]bool{}

@@ -86,7 +86,10 @@ type Status struct {
 	Leader      string         `json:"leader"`
 	Active      fsm.Assignment `json:"active"`
 	Maintenance bool           `json:"maintenance"`
-	VIP         VIPStatus      `json:"vip"`
+	// MaintenanceInfo says since when, why and by whom maintenance mode
+	// is on (nil while it is off).
+	MaintenanceInfo *fsm.MaintenanceInfo `json:"maintenance_info,omitempty"`
+	VIP             VIPStatus            `json:"vip"`
 	// Blocked says why the leader leaves the active role where it is
 	// although the active node is unhealthy or gone ("" when nothing is
 	// wrong).
