@@ -307,6 +307,13 @@ func printStatus(w io.Writer, st cluster.Status) error {
 	m := "off"
 	if st.Maintenance {
 		m = "ON"
+		if i := st.MaintenanceInfo; i != nil {
+			m += " since " + i.Since.UTC().Format(time.RFC3339)
+			if i.By != "" {
+				m += " by " + i.By
+			}
+			m += ": " + i.Reason
+		}
 	}
 	fmt.Fprintf(tw, "maintenance:\t%s\n", m)
 	if st.VIP.Address != "" {
