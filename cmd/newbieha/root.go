@@ -371,6 +371,7 @@ func newTokenCmd() *cobra.Command {
 	var ttl time.Duration
 	var role string
 	var uses int
+	var output string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create a join token (printed alone on stdout)",
@@ -385,15 +386,22 @@ func newTokenCmd() *cobra.Command {
 			if uses < 1 || uses > fsm.MaxTokenUses {
 				return fmt.Errorf("--uses %d: want 1..%d", uses, fsm.MaxTokenUses)
 			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			t, err := agentClient(dataDir).CreateTokenUses(cmd.Context(), ttl, fsm.Role(role), uses)
 			if err != nil {
 				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), t)
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), t.Token)
 			return nil
 		},
 	}
 	dataDirFlag(create, &dataDir)
+	outputFlag(create, &output)
 	create.Flags().DurationVar(&ttl, "ttl", cluster.DefaultTokenTTL, "how long the token is valid (at most 168h)")
 	create.Flags().StringVar(&role, "role", "gpu", "the role the token admits: gpu (a GPU node, which gets the CA key, or a witness) or witness (a witness only)")
 	create.Flags().IntVar(&uses, "uses", cluster.DefaultTokenUses, fmt.Sprintf("how many nodes the token admits (at most %d)", fsm.MaxTokenUses))
@@ -432,12 +440,22 @@ func newRemoveCmd() *cobra.Command {
 }
 
 func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, the revision (git commit) and the build date",
 		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), readBuildInfo())
+			}
 			printVersion(cmd.OutOrStdout(), readBuildInfo())
+			return nil
 		},
 	}
+	outputFlag(cmd, &output)
+	return cmd
 }

@@ -9,11 +9,11 @@ import (
 
 // buildInfo is what `newbieha version` prints.
 type buildInfo struct {
-	Version   string // release version, "dev" for a build from a work tree
-	Revision  string // git commit, "-dirty" appended for uncommitted changes
-	BuildDate string // RFC 3339, UTC
-	GoVersion string
-	Platform  string // GOOS/GOARCH
+	Version   string `json:"version"`    // release version, "dev" for a build from a work tree
+	Revision  string `json:"revision"`   // git commit, "-dirty" appended for uncommitted changes
+	BuildDate string `json:"build_date"` // RFC 3339, UTC
+	GoVersion string `json:"go_version"`
+	Platform  string `json:"platform"` // GOOS/GOARCH
 }
 
 // readBuildInfo returns the values the Makefile set with -ldflags -X,
