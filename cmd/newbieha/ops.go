@@ -14,7 +14,7 @@ import (
 )
 
 func newFailoverCmd() *cobra.Command {
-	var dataDir string
+	var dataDir, output string
 	var to string
 	var wait time.Duration
 	var force bool
@@ -28,22 +28,34 @@ func newFailoverCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), wait)
 			defer cancel()
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			c := agentClient(dataDir)
 			begin := time.Now()
 			resp, err := c.Failover(ctx, cluster.FailoverRequest{To: to, Force: force})
 			if err != nil {
 				return fmt.Errorf("failover to %s: %w", to, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "epoch %d (%s -> %s) committed after %.0f ms\n", resp.Epoch, resp.From, resp.To, resp.CommittedMs)
-			if resp.HeldMs > 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s holds the lease after %.0f ms\n", resp.To, resp.HeldMs)
+			if output == "table" {
+				fmt.Fprintf(cmd.OutOrStdout(), "epoch %d (%s -> %s) committed after %.0f ms\n", resp.Epoch, resp.From, resp.To, resp.CommittedMs)
+				if resp.HeldMs > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s holds the lease after %.0f ms\n", resp.To, resp.HeldMs)
+				}
 			}
 			// The switch is done when the target reports holding the VIP
 			// (or, with no VIP configured, leads as the active node).
 			for {
 				st, err := c.Status(ctx)
 				if err == nil && switched(st, to) {
-					fmt.Fprintf(cmd.OutOrStdout(), "switched to %s in %.0f ms\n", to, float64(time.Since(begin).Microseconds())/1000)
+					ms := float64(time.Since(begin).Microseconds()) / 1000
+					if output == "json" {
+						return printJSON(cmd.OutOrStdout(), struct {
+							cluster.FailoverResponse
+							SwitchedMs float64 `json:"switched_ms"`
+						}{resp, ms})
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "switched to %s in %.0f ms\n", to, ms)
 					return nil
 				}
 				select {
@@ -58,6 +70,7 @@ func newFailoverCmd() *cobra.Command {
 	cmd.Flags().StringVar(&to, "to", "", "the GPU node to make active (required)")
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the switch to complete")
 	cmd.Flags().BoolVar(&force, "force", false, "skip the target's health check (it must still be reachable)")
+	outputFlag(cmd, &output)
 	return cmd
 }
 
