@@ -139,10 +139,13 @@ type Agent struct {
 	gossipKey []byte
 	node      *raftNode
 	peers     *http.Client
-	root      rootCert // root@NODE's operator certificate (operatorcert.go)
-	ctl       *controller
-	lease     *leaseRunner
-	gossip    *gossip.Gossip
+	// peerTransport is peers' connection pool, replaced by a fresh one
+	// when the node certificate is renewed (renew.go).
+	peerTransport *peerTransport
+	root          rootCert // root@NODE's operator certificate (operatorcert.go)
+	ctl           *controller
+	lease         *leaseRunner
+	gossip        *gossip.Gossip
 
 	votersMu sync.Mutex
 	voters   []string
@@ -191,10 +194,8 @@ func Start(cfg Config) (_ *Agent, err error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, bundle: bundle, gossipKey: gk}
 	a.ctx, a.cancel = context.WithCancel(withBeats(context.Background(), time.Now))
-	a.peers = &http.Client{
-		Timeout:   cfg.PeerTimeout,
-		Transport: &http.Transport{TLSClientConfig: bundle.ClientConfig(), ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 2},
-	}
+	a.peerTransport = newPeerTransport(bundle)
+	a.peers = &http.Client{Timeout: cfg.PeerTimeout, Transport: a.peerTransport}
 
 	node, hadState, err := openRaft(cfg.DataDir, cfg.Node, bundle, a.log, false)
 	if err != nil {

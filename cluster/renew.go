@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/newbieha/newbieha/cluster/pki"
@@ -185,7 +186,49 @@ func (a *Agent) installRenewed(ctx context.Context, pemCert []byte) error {
 			return err
 		}
 	}
-	a.peers.CloseIdleConnections()
+	// Connections kept alive from before present the old certificate,
+	// which the next renewal withdraws: from now on every call opens a
+	// fresh one.
+	a.peerTransport.renew()
 	a.log.Info("node certificate renewed", "serial", serial, "expires", cert.NotAfter.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// peerTransport is the members' HTTPS connection pool. Keep-alive
+// connections present the certificate they were opened with, so a renewal
+// replaces the pool (renew) rather than waiting for them to go idle: the
+// lease rounds keep theirs busy every renew interval.
+type peerTransport struct {
+	bundle *pki.Bundle
+	cur    atomic.Pointer[http.Transport]
+}
+
+func newPeerTransport(b *pki.Bundle) *peerTransport {
+	t := &peerTransport{bundle: b}
+	t.cur.Store(t.fresh())
+	return t
+}
+
+func (t *peerTransport) fresh() *http.Transport {
+	return &http.Transport{TLSClientConfig: t.bundle.ClientConfig(), ForceAttemptHTTP2: false, MaxIdleConnsPerHost: 2}
+}
+
+// RoundTrip is http.RoundTripper.
+func (t *peerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.cur.Load().RoundTrip(r)
+}
+
+// CloseIdleConnections closes the idle connections of the pool in use.
+func (t *peerTransport) CloseIdleConnections() { t.cur.Load().CloseIdleConnections() }
+
+// renew starts a fresh pool; calls in flight finish on the old one, whose
+// connections are closed as they go idle.
+func (t *peerTransport) renew() {
+	old := t.cur.Swap(t.fresh())
+	old.CloseIdleConnections()
+	go func() {
+		// Close what was busy at the swap once its calls are done.
+		time.Sleep(time.Minute)
+		old.CloseIdleConnections()
+	}()
 }
