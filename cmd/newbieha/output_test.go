@@ -1,0 +1,43 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/newbieha/newbieha/cluster"
+)
+
+// Every command that prints data takes -o json.
+func TestOutput_DataCommandsTakeJSON(t *testing.T) {
+	root := newRootCmd()
+	for _, path := range []string{"status", "history", "token list", "token create", "cert status", "config show",
+		"version", "init", "failover", "snapshot inspect", "drill list"} {
+		c, _, err := root.Find(strings.Fields(path))
+		if err != nil || c.Name() != strings.Fields(path)[len(strings.Fields(path))-1] {
+			t.Errorf("%s: not found (%v)", path, err)
+			continue
+		}
+		if f := c.Flags().Lookup("output"); f == nil || f.Shorthand != "o" {
+			t.Errorf("%s has no -o/--output", path)
+		}
+	}
+}
+
+// version and token create answer JSON with -o json.
+func TestOutput_JSON(t *testing.T) {
+	out, _, err := runOut(t, "version", "-o", "json")
+	var b buildInfo
+	if err != nil || json.Unmarshal([]byte(out), &b) != nil || b.Version == "" || b.GoVersion == "" {
+		t.Fatalf("version -o json: %v\n%s", err, out)
+	}
+	_, dir := newOpsAgent(t, threeNodes())
+	out, _, err = runOut(t, "token", "create", "-o", "json", "--data-dir", dir)
+	var tr cluster.TokenResponse
+	if err != nil || json.Unmarshal([]byte(out), &tr) != nil || !strings.Contains(out, `"expires"`) {
+		t.Fatalf("token create -o json: %v\n%s", err, out)
+	}
+	if _, _, err := runOut(t, "version", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "want table or json") {
+		t.Fatalf("version -o yaml: %v", err)
+	}
+}
