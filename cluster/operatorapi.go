@@ -401,6 +401,20 @@ func (o *operatorAPI) handleTransferLeader(w http.ResponseWriter, r *http.Reques
 		if req.To == a.Name() {
 			return nil
 		}
+		// A member record need not be a voter (a node that has joined but
+		// is not yet one, or never started): Raft can hand leadership to
+		// voters only, and says so with an internal error.
+		cf := a.node.raft.GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return fmt.Errorf("%w: read raft configuration: %w", ErrNoLeader, err)
+		}
+		voter := false
+		for _, s := range cf.Configuration().Servers {
+			voter = voter || (string(s.ID) == req.To && s.Suffrage == raft.Voter)
+		}
+		if !voter {
+			return fmt.Errorf("%w: %s is a member but not a raft voter; leadership goes to voters only", ErrBadRequest, req.To)
+		}
 		if err := a.node.raft.LeadershipTransferToServer(raft.ServerID(req.To), raft.ServerAddress(m.RaftAddr)).Error(); err != nil {
 			return fmt.Errorf("transfer leadership to %s: %w", req.To, err)
 		}
