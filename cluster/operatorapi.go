@@ -371,7 +371,7 @@ func (o *operatorAPI) handleMaintenance(w http.ResponseWriter, r *http.Request) 
 		}
 	}
 	ran, err := o.onLeader(w, r, req, func() error {
-		return o.a.applyHere(fsm.SetMaintenance{On: req.On, Time: o.a.cfg.Now().UTC(), Reason: req.Reason})
+		return o.a.applyHere(fsm.SetMaintenance{On: req.On, Time: o.a.cfg.Now().UTC(), Reason: req.Reason, By: callerOf(r).name})
 	})
 	if !ran {
 		return
