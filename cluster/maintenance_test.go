@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// Status carries since when and why maintenance is on, from the replicated
+// Status carries since when, why and by whom maintenance is on, from the replicated
 // state, and nothing once it is off.
 func TestStatus_MaintenanceInfo(t *testing.T) {
 	c := newTestCluster(t)
@@ -19,8 +19,8 @@ func TestStatus_MaintenanceInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.Maintenance || st.MaintenanceInfo == nil || st.MaintenanceInfo.Reason != "driver upgrade" || st.MaintenanceInfo.Since.IsZero() {
-		t.Fatalf("status maintenance %v, info %+v; want on, the reason and a time", st.Maintenance, st.MaintenanceInfo)
+	if !st.Maintenance || st.MaintenanceInfo == nil || st.MaintenanceInfo.Reason != "driver upgrade" || st.MaintenanceInfo.Since.IsZero() || st.MaintenanceInfo.By != "root@node1" {
+		t.Fatalf("status maintenance %v, info %+v; want on, the reason, a time and root@node1", st.Maintenance, st.MaintenanceInfo)
 	}
 	if err := local.Maintenance(ctx, false, "done"); err != nil {
 		t.Fatal(err)
