@@ -556,16 +556,24 @@ func (a *Agent) removeMember(name string) error {
 	if _, ok := a.node.fsm.Member(name); ok {
 		inState = true
 	}
-	inRaft := false
+	inRaft, voters, isVoter := false, 0, false
 	if cf := a.node.raft.GetConfiguration(); cf.Error() == nil {
 		for _, s := range cf.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				voters++
+			}
 			if string(s.ID) == name {
-				inRaft = true
+				inRaft, isVoter = true, s.Suffrage == raft.Voter
 			}
 		}
 	}
 	if !inState && !inRaft {
 		return fmt.Errorf("%w: %q", ErrUnknownMember, name)
+	}
+	// Checked before anything is written: Raft refuses to remove its last
+	// voter, and the member record must not be gone while it stays one.
+	if isVoter && voters == 1 {
+		return fmt.Errorf("%w: %s is the cluster's last voter; removing it would leave no cluster", ErrBadRequest, name)
 	}
 	if inState {
 		data, err := fsm.Encode(fsm.RemoveMember{Name: name})

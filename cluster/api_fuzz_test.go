@@ -349,7 +349,10 @@ func FuzzFailoverRequest(f *testing.F) {
 func FuzzMaintenanceRequest(f *testing.F) {
 	fuzzAPI(f, fuzzRoute{path: "/v1/maintenance", audited: true, seeds: func(*fuzzNode) []string {
 		return []string{`{"on":true}`, `{"on":false}`, `{"on":true,"reason":"manual:upgrade"}`, `{"on":false,"reason":""}`,
-			`{"on":"true"}`, `{"on":true,"reason":"` + strings.Repeat("r", fsm.MaxReasonLen+1) + `"}`, `{"reason":"\u0000"}`}
+			`{"on":"true"}`, `{"on":true,"reason":"` + strings.Repeat("r", fsm.MaxReasonLen+1) + `"}`, `{"reason":"\u0000"}`,
+			// A reason whose audit detail is cut through a character:
+			// the event was refused as invalid UTF-8 and lost.
+			`{"on":true,"reason":"manual:` + strings.Repeat("é", 500) + `"}`}
 	}})
 }
 
@@ -434,7 +437,10 @@ func FuzzTokenRevokeRequest(f *testing.F) {
 func FuzzRemoveRequest(f *testing.F) {
 	fuzzAPI(f, fuzzRoute{path: "/v1/remove", audited: true, ghost: true, seeds: func(*fuzzNode) []string {
 		return []string{`{"name":"ghost"}`, `{"name":"nobody"}`, `{"name":""}`, `{"name":"Ghost"}`, `{"name":"-ghost"}`,
-			`{"name":"` + strings.Repeat("g", 64) + `"}`, `{"name":null}`}
+			`{"name":"` + strings.Repeat("g", 64) + `"}`, `{"name":null}`,
+			// The last voter: refused before anything is written (it was a
+			// 500 after its member record was gone).
+			`{"name":"node1"}`}
 	}})
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/newbieha/newbieha/fsm"
 )
@@ -158,9 +159,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // failure is logged, the caller goes on).
 func (a *Agent) recordEvent(ctx context.Context, kind, detail string) {
 	ev := fsm.Event{Kind: kind, Node: a.Name(), Detail: detail, Time: a.cfg.Now().UTC()}
-	if len(ev.Detail) > fsm.MaxReasonLen {
-		ev.Detail = ev.Detail[:fsm.MaxReasonLen]
-	}
+	ev.Detail = truncateUTF8(ev.Detail, fsm.MaxReasonLen)
 	if err := a.apply(ctx, fsm.RecordEvent{Event: ev}); err != nil {
 		a.log.Warn("could not record event", "kind", kind, "error", err)
 	}
@@ -213,4 +212,17 @@ func (a *Agent) handOffBeforeStop() {
 		time.Sleep(5 * time.Millisecond)
 	}
 	a.log.Info("handed over before stop", "to", to, "epoch", resp.Epoch, "held_ms", resp.HeldMs)
+}
+
+// truncateUTF8 cuts s to at most n bytes on a character boundary (the
+// state machine refuses invalid UTF-8, and an audit event must not be lost
+// to a cut through a character).
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
