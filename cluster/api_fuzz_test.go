@@ -473,7 +473,10 @@ func FuzzDrillEventRequest(f *testing.F) {
 			`{"id":"run-1","runbook":"active-dies","phase":"end"}`, `{"id":"run 1","runbook":"x","phase":"end"}`,
 			`{"id":"r","runbook":"Active","phase":"end"}`, `{"id":"r","runbook":"x","phase":"start"}`,
 			`{"id":"r","runbook":"x","phase":"middle"}`, `{"id":"r","runbook":"x","phase":"start","until":"0001-01-01T00:00:00+01:00"}`,
-			`{"id":"r","runbook":"x","phase":"end","summary":"` + strings.Repeat("é", fsm.MaxReasonLen) + `"}`}
+			`{"id":"r","runbook":"x","phase":"end","summary":"` + strings.Repeat("é", fsm.MaxReasonLen) + `"}`,
+			// Years that leave 1..9999 in UTC: recorded, never read back.
+			`{"id":"r","runbook":"x","phase":"start","until":"9999-12-31T23:30:00-01:00"}`,
+			`{"id":"r","runbook":"x","phase":"start","until":"0000-01-01T00:00:00+01:00"}`}
 	}, check: func(t *testing.T, n *fuzzNode, body []byte, w *httptest.ResponseRecorder) {
 		if w.Code != http.StatusOK {
 			return

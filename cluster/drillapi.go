@@ -54,6 +54,12 @@ func (r DrillEventRequest) validate() error {
 		if r.Until.IsZero() {
 			return fmt.Errorf("a start needs until, the latest the drill can end")
 		}
+		// Recorded in UTC and read back by ParseDrillEvent: a year outside
+		// 1..9999 there would never read back, and the drill would not
+		// count as running.
+		if y := r.Until.UTC().Year(); y < 2000 || y > 9999 {
+			return fmt.Errorf("until %s: year %d in UTC, want 2000..9999", r.Until.Format(time.RFC3339), y)
+		}
 	case DrillPhaseEnd:
 		if !utf8.ValidString(r.Summary) {
 			return fmt.Errorf("summary is not UTF-8")
