@@ -4,7 +4,7 @@
 GO        ?= go
 BIN       := $(CURDIR)/bin
 STUB_IMAGE := newbieha/stub-model:dev
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 5s
 export NEWBIEHA_BIN := $(BIN)/newbieha
 export NEWBIEHA_STUB_BIN := $(BIN)/stub-model
 export NEWBIEHA_STUB_IMAGE := $(STUB_IMAGE)
