@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/newbieha/newbieha/cluster"
+	"github.com/newbieha/newbieha/fsm"
 )
 
 // suggestDistance is how many edits away a mistyped subcommand or flag may
@@ -141,4 +146,53 @@ func checkListenAddr(advertise, bind string, hostAddrs func() ([]net.Addr, error
 		hint += " (behind NAT, give the local one as --bind)"
 	}
 	return fmt.Errorf("%s %s: this host has no such address (it has %s); %s", flag, ip, strings.Join(have, ", "), hint)
+}
+
+// nodeCompletion completes node names from the local agent's status (the
+// command's --data-dir): keep says which members to offer. Without an
+// agent it offers nothing, and no file names.
+func nodeCompletion(keep func(st cluster.Status, m cluster.MemberStatus) bool) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, _ []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		dataDir := cluster.DefaultDataDir
+		if f := cmd.Flags().Lookup("data-dir"); f != nil {
+			dataDir = f.Value.String()
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+		defer cancel()
+		st, err := cluster.NewLocalClient(dataDir).Status(ctx)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var names []cobra.Completion
+		for _, m := range st.Members {
+			if keep(st, m) {
+				names = append(names, cobra.CompletionWithDesc(m.Name, string(m.Role)))
+			}
+		}
+		sort.Strings(names)
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// registerCompletions completes node names for `failover --to` (GPU
+// members other than the active one), `raft transfer-leader --to` (voters)
+// and `remove` (any member, once).
+func registerCompletions(root *cobra.Command) {
+	if c, _, err := root.Find([]string{"failover"}); err == nil && c != root {
+		_ = c.RegisterFlagCompletionFunc("to", nodeCompletion(func(st cluster.Status, m cluster.MemberStatus) bool {
+			return m.Role == fsm.RoleGPU && m.Name != st.Active.Node
+		}))
+	}
+	if c, _, err := root.Find([]string{"raft", "transfer-leader"}); err == nil && c != root {
+		_ = c.RegisterFlagCompletionFunc("to", nodeCompletion(func(_ cluster.Status, m cluster.MemberStatus) bool { return m.Voter }))
+	}
+	if c, _, err := root.Find([]string{"remove"}); err == nil && c != root {
+		all := nodeCompletion(func(cluster.Status, cluster.MemberStatus) bool { return true })
+		c.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return all(cmd, args, toComplete)
+		}
+	}
 }

@@ -116,3 +116,28 @@ func TestJoin_AdvertiseMustBeOnThisHost(t *testing.T) {
 		t.Fatalf("join with a local address: %v; want a later error", err)
 	}
 }
+
+// Node names complete from the local agent's status: GPU standbys for
+// failover --to, voters for raft transfer-leader --to, members for remove.
+func TestCompletion_NodeNames(t *testing.T) {
+	_, dir := newOpsAgent(t, threeNodes())
+	complete := func(args ...string) string {
+		out, _, err := runOut(t, append([]string{"__complete"}, args...)...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return out
+	}
+	if out := complete("failover", "--data-dir", dir, "--to", ""); !strings.Contains(out, "node2\tgpu") || strings.Contains(out, "node1") || strings.Contains(out, "witness") {
+		t.Errorf("failover --to:\n%s", out)
+	}
+	if out := complete("raft", "transfer-leader", "--data-dir", dir, "--to", ""); !strings.Contains(out, "node1") || !strings.Contains(out, "witness") {
+		t.Errorf("raft transfer-leader --to:\n%s", out)
+	}
+	if out := complete("remove", "--data-dir", dir, ""); !strings.Contains(out, "node1") || !strings.Contains(out, "node2") || !strings.Contains(out, "witness") {
+		t.Errorf("remove:\n%s", out)
+	}
+	if out := complete("remove", "--data-dir", t.TempDir(), ""); strings.Contains(out, "node") {
+		t.Errorf("remove without an agent:\n%s", out)
+	}
+}

@@ -35,6 +35,7 @@ func newRootCmd() *cobra.Command {
 		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newSettingsCmd(), newVIPCmd(), withRecoverCmd(newRaftCmd()), newDrillCmd(), newOperatorCmd(), newCertCmd(), newSnapshotCmd())
 	addRemoteFlags(root)
 	strictCommands(root)
+	registerCompletions(root)
 	root.SetFlagErrorFunc(flagError)
 	return root
 }
