@@ -82,6 +82,8 @@ type testCluster struct {
 	wire     *fakeWire
 	settings []byte
 	health   map[string]*fakeHealth
+	// initOptions, when set, adjusts the options of init.
+	initOptions func(*InitOptions)
 	// configure, when set, adjusts each agent's config before it starts.
 	configure func(name string, cfg *Config)
 }
@@ -102,7 +104,12 @@ func newTestCluster(t *testing.T) *testCluster {
 func (c *testCluster) init(name, ip string) *testNode {
 	c.t.Helper()
 	n := &testNode{name: name, role: fsm.RoleGPU, ip: ip, dataDir: c.t.TempDir(), ports: freePorts(c.t, ip)}
-	res, err := Init(context.Background(), InitOptions{DataDir: n.dataDir, Name: name, Advertise: ip, Ports: n.ports, Raft: testTimings(), ClusterConfig: c.settings, Logger: testLogger(c.t, "init-"+name)})
+	// The tests join more than the two nodes init's token admits by default.
+	opts := InitOptions{DataDir: n.dataDir, Name: name, Advertise: ip, Ports: n.ports, Raft: testTimings(), ClusterConfig: c.settings, Logger: testLogger(c.t, "init-"+name), TokenUses: 20}
+	if c.initOptions != nil {
+		c.initOptions(&opts)
+	}
+	res, err := Init(context.Background(), opts)
 	if err != nil {
 		c.t.Fatalf("init %s: %v", name, err)
 	}

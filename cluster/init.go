@@ -31,11 +31,18 @@ type InitOptions struct {
 	Ports     Ports       // zero means defaults
 	Raft      RaftTimings // zero means defaults
 	TokenTTL  time.Duration
+	// TokenUses is how many nodes the first token admits (0:
+	// DefaultInitTokenUses, the other GPU node and the witness).
+	TokenUses int
 	// ClusterConfig is a cluster settings document (YAML) to store at
 	// bootstrap; empty means defaults (no VIP).
 	ClusterConfig []byte
 	Logger        hclog.Logger
 }
+
+// DefaultInitTokenUses is how many nodes init's token admits: the second
+// GPU node and the witness. `newbieha token create` makes more.
+const DefaultInitTokenUses = 2
 
 // InitResult is what init prints.
 type InitResult struct {
@@ -71,6 +78,13 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	settingsJSON, err := json.Marshal(settings)
 	if err != nil {
 		return InitResult{}, err
+	}
+	uses := opts.TokenUses
+	if uses == 0 {
+		uses = DefaultInitTokenUses
+	}
+	if uses < 1 || uses > fsm.MaxTokenUses {
+		return InitResult{}, fmt.Errorf("token uses %d must be between 1 and %d", uses, fsm.MaxTokenUses)
 	}
 	ttl := opts.TokenTTL
 	if ttl == 0 {
@@ -127,7 +141,7 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	cmds := []fsm.Command{
 		fsm.UpsertMember{Member: fsm.Member{Name: cfg.Name, Role: cfg.Role, RaftAddr: cfg.RaftAddr(), APIAddr: cfg.APIAddr(), GossipAddr: cfg.GossipAddr(), JoinedAt: now,
 			Certs: []fsm.MemberCert{{Serial: pki.Serial(cert), Expires: cert.NotAfter.UTC()}}}},
-		fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: now.Add(ttl), Role: fsm.RoleGPU}},
+		fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: now.Add(ttl), Role: fsm.RoleGPU, UsesAllowed: uses}},
 		fsm.SetSettings{Settings: settingsJSON},
 	}
 	for _, c := range cmds {

@@ -353,3 +353,24 @@ func TestJoin_TwoJoinsRacingForTheLastUseAdmitOne(t *testing.T) {
 		}
 	}
 }
+
+// Init's token admits the other GPU node and the witness, and no third
+// node (issue 9, item 4: every token has a use count).
+func TestInit_TokenAdmitsTwoNodesByDefault(t *testing.T) {
+	c := newTestCluster(t)
+	c.initOptions = func(o *InitOptions) { o.TokenUses = 0 }
+	n1 := c.init("node1", "127.0.0.1")
+	for _, tk := range n1.agent.FSM().State().Tokens {
+		if tk.UsesAllowed != DefaultInitTokenUses {
+			t.Fatalf("init's token allows %d uses, want %d", tk.UsesAllowed, DefaultInitTokenUses)
+		}
+	}
+	c.join("node2", "127.0.0.2", fsm.RoleGPU, "node1")
+	c.join("witness", "127.0.0.3", fsm.RoleWitness, "node1")
+	third := &testNode{name: "node3", role: fsm.RoleGPU, ip: "127.0.0.4", dataDir: t.TempDir(), ports: freePorts(t, "127.0.0.4")}
+	c.nodes["node3"] = third
+	if err := c.tryJoin(third, "node1", c.token); !errors.Is(err, ErrTokenInvalid) {
+		t.Fatalf("a third join with init's token: %v, want token_invalid", err)
+	}
+	delete(c.nodes, "node3")
+}
