@@ -44,9 +44,19 @@ func TestJoin_WitnessCertificateWithVouchHeaderAndEmptyTokenGetsNoCAKey(t *testi
 func TestJoin_GarbageTokensWriteNoRaftEntry(t *testing.T) {
 	c := newTestCluster(t)
 	n1 := c.init("node1", "127.0.0.1")
-	waitFor(t, 5*time.Second, "everything applied", func() error {
-		if n1.agent.node.raft.AppliedIndex() < n1.agent.node.raft.LastIndex() {
-			return errors.New("not yet")
+	// Quiet first: the startup assignment and the barrier that follows it
+	// are written, everything is applied.
+	waitFor(t, 10*time.Second, "the startup move, its barrier, everything applied", func() error {
+		r := n1.agent.node.raft
+		if act, _ := n1.agent.FSM().ActiveView(); act.Node == "" {
+			return errors.New("no active node yet")
+		}
+		var l raft.Log
+		if err := n1.agent.node.store.GetLog(r.LastIndex(), &l); err != nil || l.Type != raft.LogBarrier {
+			return fmt.Errorf("last entry %v (%v), want the barrier after the move", l.Type, err)
+		}
+		if r.AppliedIndex() < r.LastIndex() {
+			return errors.New("not applied yet")
 		}
 		return nil
 	})
