@@ -81,6 +81,11 @@ type Config struct {
 	Workload Workload
 	// Drill forces a check result on this node until a time (drills).
 	Drill func(check string, passing bool, until time.Time) error
+	// Partition drops this host's IP traffic to and from the given peer
+	// addresses until a time, by rules the kernel expires by itself
+	// (drills); a zero until removes them at once. nil: no partition can
+	// be drilled on this node.
+	Partition func(peers []string, until time.Time) error
 	// BeforeStart, when set, runs once the data dir is locked (the Raft
 	// store is open) and before anything serves or touches the VIP: cmd
 	// removes any VIP and fence this node left from before. An error stops

@@ -178,6 +178,11 @@ func (c *Client) Drill(ctx context.Context, req DrillRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/drill/inject", req, nil)
 }
 
+// DrillPartition cuts a node off from peers for a while, or heals it.
+func (c *Client) DrillPartition(ctx context.Context, req DrillPartitionRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/drill/partition", req, nil)
+}
+
 // DrillEvent records a drill's start or end in the history.
 func (c *Client) DrillEvent(ctx context.Context, req DrillEventRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/drill/event", req, nil)

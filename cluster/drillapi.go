@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -131,5 +132,80 @@ func (o *operatorAPI) handleDrillEvent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("record drill event: %w", err))
 		return
 	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// MaxPartition is the longest a drilled partition may last.
+const MaxPartition = time.Hour
+
+// DrillPartitionRequest cuts Node off from the members in From for For,
+// by firewall rules on Node that the kernel expires by itself; with Clear
+// it removes them at once (For is then ignored).
+type DrillPartitionRequest struct {
+	Node  string   `json:"node"` // "" means the node that receives it
+	From  []string `json:"from"` // member names
+	For   Duration `json:"for"`
+	Clear bool     `json:"clear,omitempty"`
+}
+
+// handleDrillPartition carries out a DrillPartitionRequest on its node
+// (forwarded there like drill inject).
+func (o *operatorAPI) handleDrillPartition(w http.ResponseWriter, r *http.Request) {
+	a := o.a
+	var req DrillPartitionRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if !req.Clear && (req.For <= 0 || time.Duration(req.For) > MaxPartition) {
+		writeError(w, fmt.Errorf("%w: for %v must be between 1s and %v", ErrBadRequest, time.Duration(req.For), MaxPartition))
+		return
+	}
+	if len(req.From) == 0 || len(req.From) > 8 {
+		writeError(w, fmt.Errorf("%w: from: name 1 to 8 members to cut off", ErrBadRequest))
+		return
+	}
+	if req.Node != "" && req.Node != a.Name() {
+		m, ok := a.node.fsm.Member(req.Node)
+		if !ok {
+			writeError(w, fmt.Errorf("%w: %q", ErrUnknownMember, req.Node))
+			return
+		}
+		o.forward(w, r, m.APIAddr, req)
+		return
+	}
+	var peers []string
+	for _, name := range req.From {
+		m, ok := a.node.fsm.Member(name)
+		if !ok {
+			writeError(w, fmt.Errorf("%w: from: %q", ErrUnknownMember, name))
+			return
+		}
+		if name == a.Name() {
+			writeError(w, fmt.Errorf("%w: from: %s is this node", ErrBadRequest, name))
+			return
+		}
+		host, _, err := net.SplitHostPort(m.APIAddr)
+		if err != nil || net.ParseIP(host) == nil {
+			writeError(w, fmt.Errorf("%w: from: %s has no IP address (%q)", ErrBadRequest, name, m.APIAddr))
+			return
+		}
+		peers = append(peers, host)
+	}
+	if a.cfg.Partition == nil {
+		writeError(w, fmt.Errorf("%w: %s cannot drill partitions", ErrBadRequest, a.Name()))
+		return
+	}
+	until := time.Now().Add(time.Duration(req.For))
+	what := fmt.Sprintf("drill partition on %s: cut off from %s for %v", a.Name(), strings.Join(req.From, ", "), time.Duration(req.For))
+	if req.Clear {
+		until = time.Time{}
+		what = fmt.Sprintf("drill partition on %s: cut from %s removed", a.Name(), strings.Join(req.From, ", "))
+	}
+	if err := a.cfg.Partition(peers, until); err != nil {
+		writeError(w, fmt.Errorf("drill partition: %w", err))
+		return
+	}
+	a.log.Warn("drill: "+what, "by", callerOf(r).name)
+	o.audit(r, what)
 	writeJSON(w, http.StatusOK, struct{}{})
 }

@@ -145,6 +145,8 @@ func endpointBody(t *testing.T, route, self, other, selfRaft string) []byte {
 		return []byte(`{"check":"x","passing":true,"for":"0s"}`)
 	case "POST /v1/drill/event":
 		return []byte(`{"id":"x","runbook":"x","phase":"neither"}`)
+	case "POST /v1/drill/partition":
+		return []byte(`{"from":["nobody"],"for":"0s"}`)
 	case "POST /v1/operator/cert":
 		return enc(OperatorCertRequest{Name: "Not A Name"})
 	case "POST /v1/join":

@@ -59,6 +59,7 @@ func (o *operatorAPI) routes(mux router) {
 		{"POST /v1/raft/transfer-leader", o.handleTransferLeader},
 		{"POST /v1/drill/inject", o.handleDrillInject},
 		{"POST /v1/drill/event", o.handleDrillEvent},
+		{"POST /v1/drill/partition", o.handleDrillPartition},
 		{"POST /v1/operator/cert", o.handleOperatorCert},
 	} {
 		mux.HandleFunc(r.pattern, o.guard(r.h))

@@ -219,6 +219,35 @@ time_limit: 1m
 	}
 	t.Logf("impossible-switchover: exit %d, holder-becomes %s, missed %s", code, rep.Expectations[0].Measured, rep.Expectations[0].Miss)
 
+	// gpu-nodes-split: nftables rules on the active node (node2) cut it
+	// from node1 for 30 s; nothing moves and the client sees nothing. The
+	// CLI talks to the witness's API (with the operator certificate):
+	// node1, cut from the leader, would report no leader and no holder.
+	viaW := []string{"--server", f.w.ip + ":7700", "--cert-dir", certDir}
+	split := "../docs/runbooks/gpu-nodes-split.yaml"
+	settle(split)
+	wait, clientLog := f.watchLogged("--duration", "75s")
+	rep, code, progress = f.drillRun(f.w, split, 150*time.Second, viaW...)
+	for try := 0; code == 2 && try < 3; try++ {
+		t.Logf("gpu-nodes-split refused, again: %s", progress)
+		settle(split)
+		rep, code, progress = f.drillRun(f.w, split, 150*time.Second, viaW...)
+	}
+	client := wait()
+	clientFailed := f.clientFailures(clientLog, rep.Start, rep.End)
+	t.Logf("gpu-nodes-split: exit %d\n%s", code, progress)
+	t.Logf("gpu-nodes-split figures: longest outage %.0f ms, %d of %d requests failed, %d ARP rounds (%d with two MACs); client: %d failed during the drill, %d of %d in all",
+		rep.Figures.LongestOutageMs, rep.Figures.FailedRequests, rep.Figures.Requests, rep.Figures.ARPRounds, rep.Figures.ARPDoubleRounds, clientFailed, client.Failed, client.Requests)
+	if code != 0 || rep.Verdict != "passed" {
+		t.Fatalf("gpu-nodes-split: exit %d, verdict %s (%s): %+v", code, rep.Verdict, rep.AbortReason, rep.Expectations)
+	}
+	if d := rep.Figures.FailedRequests - clientFailed; d < -1 || d > 1 {
+		t.Errorf("gpu-nodes-split: the report counts %d failed requests, the client %d", rep.Figures.FailedRequests, clientFailed)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", f.n2.ns, "nft", "list", "set", "inet", "newbieha_drill", "cut").CombinedOutput(); err != nil || strings.Contains(string(out), f.n1.ip) {
+		t.Errorf("the cut is still on node2 after the drill: %v\n%s", err, out)
+	}
+
 	// Root on the witness's own socket cannot carry changes: refused, exit 2.
 	_, code, progress = f.drillRun(f.w, "../docs/runbooks/planned-switchover.yaml", 30*time.Second)
 	if code != 2 || !strings.Contains(progress, "root on witness's socket cannot carry a change") {
@@ -243,6 +272,15 @@ time_limit: 1m
 	settle("../docs/runbooks/gpu-fails.yaml")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	const forced = "check gpu:gpus forced failing for 30s"
+	injected := func() (int, error) {
+		ev, err := f.cli(f.n2, "history", "--events", "--data-dir", f.n2.dataDir)
+		return strings.Count(ev, forced), err
+	}
+	before, err := injected()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", f.w.ns, binPath, "drill", "run", "../docs/runbooks/gpu-fails.yaml", "--data-dir", f.w.dataDir, "-o", "json"}, viaN2...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -251,13 +289,13 @@ time_limit: 1m
 	}
 	begin := time.Now()
 	waitFor(t, 20*time.Second, "the gpu-fail fault in place", func() error {
-		if ev, err := f.cli(f.n2, "history", "--events", "--data-dir", f.n2.dataDir); err != nil || !strings.Contains(ev, "check gpu:gpus forced failing for 30s") {
+		if n, err := injected(); err != nil || n <= before {
 			return fmt.Errorf("not yet (%v)", err)
 		}
 		return nil
 	})
 	f.kill(f.n1, syscall.SIGKILL)
-	err := cmd.Wait()
+	err = cmd.Wait()
 	took := time.Since(begin)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {

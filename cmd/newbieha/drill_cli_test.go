@@ -78,7 +78,7 @@ func (a *drillAgent) serve(w http.ResponseWriter, r *http.Request) {
 			d = fmt.Sprintf("root@node1: drill %s start, runbook %s, until %s", body["id"], body["runbook"], body["until"])
 		}
 		a.events = append(a.events, fsm.Event{Kind: cluster.DrillEventKind, Node: "node1", Detail: d})
-	case "POST /v1/drill/inject":
+	case "POST /v1/drill/inject", "POST /v1/drill/partition":
 	case "POST /v1/failover":
 		to, _ := body["to"].(string)
 		last := a.history[len(a.history)-1]
@@ -189,7 +189,8 @@ func TestDrillRunCLI_PlannedFailoverPasses(t *testing.T) {
 
 // check-fail and gpu-fail are drill injections with the fault's duration
 // and a clear at its end; the gpu check is the required one in the
-// settings.
+// settings. A partition goes to the target with the peers' names, and is
+// cleared at its end too.
 func TestDrillRunCLI_InjectionsAndTheirClear(t *testing.T) {
 	a := newDrillAgent(t)
 	rb := writeRunbook(t, a.service(t), `  - fault: check-fail
@@ -197,6 +198,10 @@ func TestDrillRunCLI_InjectionsAndTheirClear(t *testing.T) {
     duration: 200ms
   - fault: gpu-fail
     target: standby
+    duration: 200ms
+  - fault: partition
+    target: active
+    from: [standby, witness]
     duration: 200ms
 `, `  - holder-stays: active
 `)
@@ -225,6 +230,15 @@ func TestDrillRunCLI_InjectionsAndTheirClear(t *testing.T) {
 			t.Errorf("undo %s", c)
 		}
 	}
+	var cut []string
+	for _, p := range a.postsSoFar() {
+		if strings.HasPrefix(p, "/v1/drill/partition ") {
+			cut = append(cut, strings.TrimPrefix(p, "/v1/drill/partition "))
+		}
+	}
+	if len(cut) != 2 || cut[0] != `{"for":"200ms","from":["node2","witness"],"node":"node1"}` || !strings.Contains(cut[1], `"clear":true`) {
+		t.Fatalf("partition posts %q", cut)
+	}
 }
 
 // Refusals exit 2 and change nothing: a fault not supported, a dry run
@@ -232,15 +246,14 @@ func TestDrillRunCLI_InjectionsAndTheirClear(t *testing.T) {
 func TestDrillRunCLI_RefusalsChangeNothing(t *testing.T) {
 	a := newDrillAgent(t)
 	port := a.service(t)
-	rb := writeRunbook(t, port, `  - fault: partition
+	rb := writeRunbook(t, port, `  - fault: agent-crash
     target: active
-    from: [standby]
     duration: 1s
 `, `  - holder-stays: active
 `)
 	_, _, err := runOut(t, "drill", "run", rb, "--data-dir", a.dir)
-	if exitCode(err) != 2 || !strings.Contains(err.Error(), "steps[0] partition: not supported by this runner yet: partition") {
-		t.Fatalf("partition: exit %d, %v", exitCode(err), err)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "steps[0] agent-crash: not supported by this runner yet: agent-crash") {
+		t.Fatalf("agent-crash: exit %d, %v", exitCode(err), err)
 	}
 	rb = writeRunbook(t, port, `  - fault: planned-failover
     to: standby

@@ -66,8 +66,9 @@ runs the CLI: a runbook's "from: witness" means run it on the witness
 (or on another host of the VIP's segment, off the GPU nodes).
 
 Faults this runner injects: check-fail, gpu-fail (drill injections that
-expire by themselves) and planned-failover. A runbook with any other
-fault is refused before anything changes.
+expire by themselves), partition (nftables rules on the target whose
+elements the kernel expires) and planned-failover. A runbook with any
+other fault is refused before anything changes.
 
 Exit code: 0 when every expectation and step passed, 1 when one failed or
 the drill was aborted, 2 when it could not start (a precondition, a fault
@@ -496,7 +497,8 @@ func (d *drillCluster) Record(ctx context.Context, r runner.Record) error {
 
 // drillFaults injects the faults the agents support today through the
 // operator API: check and GPU injections (they carry their end, so they
-// expire by themselves) and planned failovers.
+// expire by themselves), partitions (nftables elements with a timeout on
+// the target) and planned failovers.
 type drillFaults struct {
 	c       *cluster.Client
 	cl      *drillCluster
@@ -527,11 +529,11 @@ func witnessSocket(ctx context.Context, c *cluster.Client) string {
 // Check implements runner.Faults.
 func (f *drillFaults) Check(ctx context.Context, ps drill.PlannedStep) error {
 	k := ps.Step.Fault.Kind
-	if f.socketOf != "" && (k == drill.FaultCheckFail || k == drill.FaultGPUFail || k == drill.FaultPlannedFailover) {
+	if f.socketOf != "" && (k == drill.FaultCheckFail || k == drill.FaultGPUFail || k == drill.FaultPlannedFailover || k == drill.FaultPartition) {
 		return fmt.Errorf("root on %s's socket cannot carry a change to the leader or another member (a witness holds no CA key): run on the witness with an operator certificate, --server GPU_NODE:7700 --cert-dir DIR (newbieha operator cert)", f.socketOf)
 	}
 	switch k {
-	case drill.FaultCheckFail, drill.FaultPlannedFailover:
+	case drill.FaultCheckFail, drill.FaultPlannedFailover, drill.FaultPartition:
 		return nil
 	case drill.FaultGPUFail:
 		if f.gpuCheck != "" {
@@ -587,6 +589,14 @@ func (f *drillFaults) Inject(ctx context.Context, ps drill.PlannedStep) (runner.
 		}
 		return func(ctx context.Context) error {
 			return f.c.Drill(ctx, cluster.DrillRequest{Node: ps.Target, Check: check, Clear: true})
+		}, nil
+	case drill.FaultPartition:
+		req := cluster.DrillPartitionRequest{Node: ps.Target, From: ps.From, For: cluster.Duration(flt.Duration)}
+		if err := f.c.DrillPartition(ctx, req); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			return f.c.DrillPartition(ctx, cluster.DrillPartitionRequest{Node: ps.Target, From: ps.From, Clear: true})
 		}, nil
 	case drill.FaultPlannedFailover:
 		if _, err := f.c.Failover(ctx, cluster.FailoverRequest{To: ps.To, Reason: "manual:drill:" + f.runbook}); err != nil {

@@ -244,6 +244,7 @@ func newAgentCmd() *cobra.Command {
 				}
 				return err
 			}
+			cfg.Partition = nftPartition
 			if nc.Role == fsm.RoleGPU {
 				svcCtx, stopSvcs := context.WithCancel(cmd.Context())
 				svcs := newServices(svcCtx, dataDir, nc.Name, logger)
