@@ -123,6 +123,7 @@ type fakeFaults struct {
 	mu       sync.Mutex
 	on       func(ps drill.PlannedStep)
 	off      func(ps drill.PlannedStep)
+	undoErr  error
 	injected []int
 	undone   []int
 }
@@ -152,7 +153,7 @@ func (f *fakeFaults) Inject(_ context.Context, ps drill.PlannedStep) (Undo, erro
 		if f.off != nil {
 			f.off(ps)
 		}
-		return nil
+		return f.undoErr
 	}, nil
 }
 
@@ -598,5 +599,37 @@ func TestRun_AbortConditionMustLast(t *testing.T) {
 				t.Errorf("reason %q", rep.AbortReason)
 			}
 		})
+	}
+}
+
+// An undo that fails when a self-expiring fault's duration has run out is
+// a note (the fault ended by itself); after an abort it fails the step.
+func TestRun_FailedUndoOfAnExpiredFault(t *testing.T) {
+	src := strings.Replace(strings.Replace(twoFaults, "duration: 20s", "duration: 100ms", -1), "  - wait: 20s\n", "  - wait: 300ms\n", 1)
+	c := newFakeCluster()
+	f := &fakeFaults{undoErr: errors.New("unreachable")}
+	res := runDrill(t, context.Background(), config(c, f), src)
+	if rep := res.Report; !rep.Passed() {
+		t.Fatalf("verdict %s:\n%s", rep.Verdict, rep.Text(nil))
+	}
+	notes := 0
+	for _, ev := range res.Observations.Events {
+		if ev.Kind == drill.EventFaultUndone && ev.OK && ev.Detail == "expired by itself; the undo failed: unreachable" {
+			notes++
+		}
+	}
+	if notes != 2 {
+		t.Errorf("undo events %+v", res.Observations.Events)
+	}
+	c = newFakeCluster()
+	f = &fakeFaults{undoErr: errors.New("unreachable")}
+	f.on = func(ps drill.PlannedStep) {
+		if ps.Index == 1 {
+			c.setHealthy("node2", false, "http:service")
+		}
+	}
+	rep := runDrill(t, context.Background(), config(c, f), twoFaults).Report
+	if rep.Verdict != drill.VerdictAborted || rep.Steps[0].Passed || !strings.Contains(rep.Steps[0].Measured, "undo failed: unreachable") {
+		t.Fatalf("after an abort: %s %+v", rep.Verdict, rep.Steps[0])
 	}
 }
