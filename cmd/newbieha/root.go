@@ -32,7 +32,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInitCmd(), newJoinCmd(), newAgentCmd(), newStatusCmd(), newTokenCmd(), newRemoveCmd(), newVersionCmd(),
-		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newSettingsCmd(), newVIPCmd(), withRecoverCmd(newRaftCmd()), newDrillCmd(), newOperatorCmd(), newCertCmd(), newSnapshotCmd())
+		newFailoverCmd(), newMaintenanceCmd(), newHistoryCmd(), newSettingsCmd(), newVIPCmd(), withRecoverCmd(newRaftCmd()), newDrillCmd(), newOperatorCmd(), newCertCmd(), newSnapshotCmd(), newImportCmd())
 	addRemoteFlags(root)
 	strictCommands(root)
 	registerCompletions(root)
