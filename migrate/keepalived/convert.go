@@ -487,7 +487,7 @@ func convertChecks(cfg *Config, in *Instance, opt Options, r *Result, note noteF
 		c := execCheck(sc, note)
 		if sc == target && replaced {
 			c.Required = false
-			note(sc.Line, "vrrp_script "+sc.Name, "kept as an informational exec check (required: false): the native checks above decide; delete it once they have proved themselves")
+			note(sc.Line, "vrrp_script "+sc.Name, "kept as an informational exec check (required: false): the native checks decide; delete it once they have proved themselves")
 		}
 		r.Settings.Checks = append(r.Settings.Checks, c)
 		if sc.User != "" {
