@@ -54,12 +54,20 @@ type Note struct {
 	Do string
 }
 
-// String returns "line N: what: do".
+// String returns "line N: what: do", on one line of valid UTF-8 (a check
+// script's line may be neither).
 func (n Note) String() string {
+	s := n.What + ": " + n.Do
 	if n.Line > 0 {
-		return fmt.Sprintf("line %d: %s: %s", n.Line, n.What, n.Do)
+		s = fmt.Sprintf("line %d: %s", n.Line, s)
 	}
-	return n.What + ": " + n.Do
+	s = strings.ToValidUTF8(s, "?")
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // Result is a conversion: the settings and the notes.
@@ -157,7 +165,9 @@ func Convert(cfg *Config, opt Options) (Result, error) {
 			note(o.Line, "vrrp_instance "+o.Name, "not converted: newbieha manages one VIP (%s) per cluster; run a second newbieha cluster for %s, or add its addresses by other means", vipList(in), vipList(o))
 		}
 	}
-	convertVIP(in, &r, note)
+	if err := convertVIP(in, &r, note); err != nil {
+		return Result{}, err
+	}
 	convertGlobal(cfg, &r, note)
 	convertFailover(in, opt, &r, note)
 	if err := convertChecks(cfg, in, opt, &r, note); err != nil {
@@ -171,8 +181,35 @@ func Convert(cfg *Config, opt Options) (Result, error) {
 	} else {
 		note(0, "workload", "service.runtime is none: the existing compose stack keeps running the container and newbieha only checks it and moves the VIP; run again with --compose FILE to let newbieha run it")
 	}
+	uniqueNames(&r, note)
 	unmodelled(cfg, note)
 	return r, nil
+}
+
+// uniqueNames renames checks whose name is taken: by an earlier check, or
+// by the checks the agent adds itself (service for health_url, container
+// for runtime docker).
+func uniqueNames(r *Result, note noteFunc) {
+	used := map[string]bool{}
+	if r.Settings.Service.HealthURL != "" {
+		used["service"] = true
+	}
+	if r.Settings.Service.Runtime == "docker" {
+		used["container"] = true
+	}
+	for i := range r.Settings.Checks {
+		c := &r.Settings.Checks[i]
+		name := c.Name
+		for n := 2; used[name]; n++ {
+			suffix := "-" + strconv.Itoa(n)
+			name = c.Name[:min(len(c.Name), 63-len(suffix))] + suffix
+		}
+		if name != c.Name {
+			note(0, "check "+c.Name, "renamed %s: the name is taken by another check", name)
+			c.Name = name
+		}
+		used[name] = true
+	}
 }
 
 type noteFunc func(line int, what, do string, args ...any)
@@ -188,11 +225,15 @@ func vipList(in *Instance) string {
 	return strings.Join(s, ", ")
 }
 
-func convertVIP(in *Instance, r *Result, note noteFunc) {
+func convertVIP(in *Instance, r *Result, note noteFunc) error {
 	if len(in.VIPs) == 0 {
 		note(in.Line, "vrrp_instance "+in.Name, "has no virtual_ipaddress: the settings have no VIP (vip.address empty), newbieha only names the active node")
 	} else {
 		v := in.VIPs[0]
+		a := v.Prefix.Addr()
+		if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || (a.Is4() && v.Prefix.Bits() < 8) {
+			return &SyntaxError{Line: v.Line, Keyword: "virtual_ipaddress", Msg: fmt.Sprintf("%s cannot be newbieha's VIP (unspecified, loopback, multicast or a prefix shorter than /8)", v.Prefix)}
+		}
 		r.Settings.VIP.Address = v.Prefix.String()
 		if !v.HasPrefix {
 			note(v.Line, "virtual_ipaddress "+v.Prefix.Addr().String(), "no prefix: Keepalived adds it as /%d; newbieha does too, but the VIP should carry its subnet's prefix (e.g. /24) so config apply can check it against the members' subnets: edit vip.address", v.Prefix.Bits())
@@ -260,6 +301,7 @@ func convertVIP(in *Instance, r *Result, note noteFunc) {
 	if s, ok := in.GARP["garp_interval"]; ok {
 		garpInterval(s, r, note)
 	}
+	return nil
 }
 
 func garpInterval(s *Stmt, r *Result, note noteFunc) {
@@ -610,7 +652,7 @@ func (r Result) YAML(source string) ([]byte, error) {
 	fmt.Fprintf(&b, "# Cluster settings converted by `newbieha import keepalived` from %s (vrrp_instance %s).\n", orDefault(source, "keepalived.conf"), r.Instance)
 	fmt.Fprintf(&b, "# Check with `newbieha config apply FILE --dry-run`. Not carried over, or carried over differently (%d):\n", len(r.Notes))
 	for i, n := range r.SortedNotes() {
-		fmt.Fprintf(&b, "# %2d. %s\n", i+1, strings.ReplaceAll(n.String(), "\n", " "))
+		fmt.Fprintf(&b, "# %2d. %s\n", i+1, n)
 	}
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)

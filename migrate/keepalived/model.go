@@ -277,7 +277,7 @@ func parseScript(cfg *Config, st *Stmt) (*Script, error) {
 			return nil, err
 		}
 	}
-	if sc.Script == "" {
+	if strings.TrimSpace(sc.Script) == "" {
 		return nil, &SyntaxError{Line: st.Line, Keyword: st.Keyword, Msg: fmt.Sprintf("%s has no script line", sc.Name)}
 	}
 	return sc, nil

@@ -122,6 +122,9 @@ func lex(src []byte) ([]token, error) {
 			if !closed {
 				return nil, &SyntaxError{Line: start, Msg: "quoted string not closed on its line"}
 			}
+			if w := b.String(); !text(w) {
+				return nil, &SyntaxError{Line: start, Msg: fmt.Sprintf("%q is not text (binary or control characters)", w)}
+			}
 			toks = append(toks, token{tokWord, b.String(), start})
 		default:
 			j := i
@@ -129,7 +132,7 @@ func lex(src []byte) ([]token, error) {
 				j++
 			}
 			w := s[i:j]
-			if !utf8.ValidString(w) || strings.ContainsFunc(w, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			if !text(w) {
 				return nil, &SyntaxError{Line: line, Msg: fmt.Sprintf("%q is not text (binary or control characters)", w)}
 			}
 			toks = append(toks, token{tokWord, w, line})
@@ -137,6 +140,12 @@ func lex(src []byte) ([]token, error) {
 		}
 	}
 	return toks, nil
+}
+
+// text reports whether w is UTF-8 without control characters (tabs are
+// blanks, never inside a word).
+func text(w string) bool {
+	return utf8.ValidString(w) && !strings.ContainsFunc(w, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // parseTree reads the statements of a whole file.

@@ -1,6 +1,7 @@
 package keepalived
 
 import (
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -79,7 +80,7 @@ func RecogniseScript(src []byte) CheckScript {
 			found = true
 		}
 		if reHTTPClient.MatchString(line) {
-			if u := reURL.FindString(line); u != "" {
+			if u := reURL.FindString(line); usableURL(u) {
 				if c.URL == "" {
 					c.URL, c.HTTPLine = u, n
 				}
@@ -105,6 +106,13 @@ func RecogniseScript(src []byte) CheckScript {
 		c.ExpectStatus = 200
 	}
 	return c
+}
+
+// usableURL reports whether u is a literal http(s) URL with a host (not
+// one built from shell variables).
+func usableURL(u string) bool {
+	p, err := url.Parse(u)
+	return u != "" && err == nil && !strings.ContainsAny(u, "$`{}") && (p.Scheme == "http" || p.Scheme == "https") && p.Hostname() != ""
 }
 
 // harmless reports whether a line runs no check of its own.
