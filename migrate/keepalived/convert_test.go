@@ -473,3 +473,61 @@ func TestConvert_PartlyRecognisedScript(t *testing.T) {
 		t.Fatalf("notes %v do not list the mountpoint line", r.Notes)
 	}
 }
+
+// A vrrp_script named like a native check, or like the checks the agent
+// adds (service for health_url, container for runtime docker), is renamed.
+func TestConvert_CheckNamesStayUnique(t *testing.T) {
+	conf := `vrrp_script gpu {
+    script "/usr/local/bin/check_newbie.sh"
+}
+vrrp_script service {
+    script "/bin/true"
+}
+vrrp_script container {
+    script "/bin/true"
+}
+vrrp_instance VI_1 {
+    state MASTER
+    virtual_ipaddress {
+        10.6.0.10/24
+    }
+    track_script {
+        gpu
+        service
+        container
+    }
+}
+`
+	cfg, err := Parse([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Convert(cfg, Options{CheckScript: []byte(readTestdata(t, "seed-check_newbie.sh")), CheckScriptName: "check_newbie.sh",
+		ComposeFile: "/srv/c.yml", ComposeService: "newbie-image"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range r.Settings.Checks {
+		names = append(names, c.Name)
+	}
+	if got, want := strings.Join(names, " "), "gpu gpu-2 service-2 container-2"; got != want {
+		t.Fatalf("check names %q, want %q", got, want)
+	}
+	out, err := r.YAML("x.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parseOutput(t, out)
+}
+
+func TestConvert_RefusesAnUnusableVIP(t *testing.T) {
+	cfg, err := Parse([]byte("vrrp_instance VI_1 {\n  virtual_ipaddress {\n    127.0.0.2/8\n  }\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Convert(cfg, Options{})
+	if err == nil || !strings.Contains(err.Error(), "line 3: virtual_ipaddress: 127.0.0.2/8 cannot be newbieha's VIP") {
+		t.Fatalf("err = %v", err)
+	}
+}
