@@ -74,6 +74,7 @@ test-fuzz fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzHandoverRequest$$' -fuzztime=$(FUZZTIME) ./cluster
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeSigned$$' -fuzztime=$(FUZZTIME) ./cluster/gossip
 	$(GO) test -run='^$$' -fuzz='^FuzzParseRunbook$$' -fuzztime=$(FUZZTIME) ./drill
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./migrate/keepalived
 
 test-integration: build
 	$(GO) test -tags integration -count=1 -timeout 15m -v ./integration/...
