@@ -83,9 +83,10 @@ type Config struct {
 	Drill func(check string, passing bool, until time.Time) error
 	// Partition drops this host's IP traffic to and from the given peer
 	// addresses until a time, by rules the kernel expires by itself
-	// (drills); a zero until removes them at once. nil: no partition can
-	// be drilled on this node.
-	Partition func(peers []string, until time.Time) error
+	// (drills); a zero until removes them at once. With check it only
+	// checks that the rules would load. nil: no partition can be drilled
+	// on this node.
+	Partition func(peers []string, until time.Time, check bool) error
 	// BeforeStart, when set, runs once the data dir is locked (the Raft
 	// store is open) and before anything serves or touches the VIP: cmd
 	// removes any VIP and fence this node left from before. An error stops

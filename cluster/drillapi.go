@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"regexp"
@@ -201,11 +202,36 @@ func (o *operatorAPI) handleDrillPartition(w http.ResponseWriter, r *http.Reques
 		until = time.Time{}
 		what = fmt.Sprintf("drill partition on %s: cut from %s removed", a.Name(), strings.Join(req.From, ", "))
 	}
-	if err := a.cfg.Partition(peers, until); err != nil {
+	if req.Clear {
+		if err := a.cfg.Partition(peers, until, false); err != nil {
+			writeError(w, fmt.Errorf("drill partition: %w", err))
+			return
+		}
+		a.log.Warn("drill: "+what, "by", callerOf(r).name)
+		o.audit(r, what)
+		writeJSON(w, http.StatusOK, struct{}{})
+		return
+	}
+	// The cut may include the caller (an operator on the witness): check
+	// that the rules load, record it and answer first, then cut, so the
+	// answer is not lost behind the cut.
+	if err := a.cfg.Partition(peers, until, true); err != nil {
 		writeError(w, fmt.Errorf("drill partition: %w", err))
 		return
 	}
 	a.log.Warn("drill: "+what, "by", callerOf(r).name)
 	o.audit(r, what)
-	writeJSON(w, http.StatusOK, struct{}{})
+	// A whole answer (its length given, the connection not kept): once it
+	// is flushed the caller has it all, whatever the cut drops after.
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "3")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, "{}\n")
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	if err := a.cfg.Partition(peers, until, false); err != nil {
+		a.log.Error("drill: partition failed after it was checked", "error", err)
+	}
 }

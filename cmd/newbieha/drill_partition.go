@@ -58,13 +58,18 @@ func elements(peers []string, secs int) string {
 	return strings.Join(s, ", ")
 }
 
-// nftPartition implements cluster.Config.Partition with nft.
-func nftPartition(peers []string, until time.Time) error {
+// nftPartition implements cluster.Config.Partition with nft; check runs
+// nft -c (the rules are checked by the kernel, not loaded).
+func nftPartition(peers []string, until time.Time, check bool) error {
 	script, err := nftScript(peers, until, time.Now())
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("nft", "-f", "-")
+	args := []string{"-f", "-"}
+	if check {
+		args = []string{"-c", "-f", "-"}
+	}
+	cmd := exec.Command("nft", args...)
 	cmd.Stdin = strings.NewReader(script)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

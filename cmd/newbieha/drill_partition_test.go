@@ -32,8 +32,9 @@ func TestNFTScript(t *testing.T) {
 	}
 }
 
-// The script loads into nft, in a network namespace of its own, twice (a
-// second drill), its element carries the timeout, and clear empties it.
+// The script checks (nft -c) and loads into nft, in a network namespace of
+// its own, twice (a second drill), its element carries the timeout, and
+// clear empties it.
 func TestNFTPartition_LoadsInANamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
@@ -64,6 +65,15 @@ func TestNFTPartition_LoadsInANamespace(t *testing.T) {
 			t.Fatalf("nft list: %v %s", err, out)
 		}
 		return string(out)
+	}
+	s, err := nftScript([]string{"10.9.9.9"}, time.Now().Add(30*time.Second), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := exec.Command("ip", "netns", "exec", ns, "nft", "-c", "-f", "-")
+	check.Stdin = strings.NewReader(s)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Fatalf("nft -c on a fresh host: %v %s", err, out)
 	}
 	load(time.Now().Add(30 * time.Second))
 	load(time.Now().Add(30 * time.Second))
