@@ -4,7 +4,8 @@ import "time"
 
 // Clock is the Runner's source of time: sample and status-change times, and
 // the wait between samples. Tests inject a fake one; nil means the system
-// clock. Check timeouts are always real time (they bound real I/O).
+// clock. Check timeouts and sample durations are always real time (they
+// bound and measure real I/O).
 type Clock interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time

@@ -17,7 +17,8 @@
 //   - Policy, pure functions of their arguments: Step (rise/fall), Evaluate
 //     (verdict and reason) and EvaluateGPU (thresholds).
 //   - Running: a Runner with one goroutine per check, an injectable Clock,
-//     a non-blocking Changes channel, Report, and drill injection (Inject).
+//     a non-blocking Changes channel, Report, drill injection (Inject), and
+//     a latency histogram per check (Latencies, Result.Latency).
 //
 // Rise/fall: a check starts unknown; it becomes passing after Rise
 // consecutive successful samples and failing after Fall consecutive failed

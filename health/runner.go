@@ -67,6 +67,8 @@ type check struct {
 	output   string
 	ok       bool
 	lastRun  time.Time
+	duration time.Duration // of the last sample's probe; 0 for an injected one
+	latency  latencyHist   // every probe since New
 	injected *injection
 }
 
@@ -232,6 +234,20 @@ func (r *Runner) Report() Report {
 	return rep
 }
 
+// Latencies returns a snapshot of every check's latency histogram, by check
+// ID ("kind:name"): the durations of all the samples the check's prober
+// took since New (injected samples are not counted, nor a sample cut short
+// by Close). Report carries the same snapshots in Result.Latency.
+func (r *Runner) Latencies() map[string]Histogram {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]Histogram, len(r.checks))
+	for _, c := range r.checks {
+		out[checkID(c.cfg.Kind, c.cfg.Name)] = *c.latency.snapshot()
+	}
+	return out
+}
+
 // Inject forces the samples of the check named name (its name or its
 // "kind:name" ID) to status until the given time: a drill. The forced
 // samples go through rise/fall like real ones, so an injected failure takes
@@ -318,6 +334,7 @@ func (r *Runner) sample(ctx context.Context, c *check) {
 	r.mu.Unlock()
 
 	var s Sample
+	var took time.Duration // real time, like the timeout: it measures real I/O
 	if inj != nil {
 		s = Sample{
 			OK:     inj.status == StatusPassing,
@@ -325,7 +342,9 @@ func (r *Runner) sample(ctx context.Context, c *check) {
 		}
 	} else {
 		pctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		start := time.Now()
 		s = c.prober.Probe(pctx)
+		took = time.Since(start) // monotonic: a wall clock step does not skew it
 		cancel()
 	}
 	if ctx.Err() != nil {
@@ -335,7 +354,10 @@ func (r *Runner) sample(ctx context.Context, c *check) {
 	end := r.clock.Now()
 	r.mu.Lock()
 	next, changed := Step(c.state, s.OK, c.cfg.Rise, c.cfg.Fall, end)
-	c.state, c.ok, c.lastRun = next, s.OK, end
+	c.state, c.ok, c.lastRun, c.duration = next, s.OK, end, took
+	if inj == nil {
+		c.latency.observe(took) // an injected sample probes nothing
+	}
 	c.output = truncate(s.Output, MaxOutput)
 	res := c.resultLocked(end)
 	r.mu.Unlock()
@@ -361,6 +383,8 @@ func (c *check) resultLocked(now time.Time) Result {
 		LastRun:         c.lastRun,
 		ConsecutiveOK:   c.state.ConsecutiveOK,
 		ConsecutiveFail: c.state.ConsecutiveFail,
+		Duration:        c.duration,
+		Latency:         c.latency.snapshot(),
 	}
 	if c.injected != nil && now.Before(c.injected.until) {
 		res.Injected, res.InjectedUntil = true, c.injected.until

@@ -53,6 +53,13 @@ type Result struct {
 	// sample outcomes; one of them is always zero.
 	ConsecutiveOK   int `json:"consecutive_ok"`
 	ConsecutiveFail int `json:"consecutive_fail"`
+	// Duration is how long the last sample's probe took, measured on the
+	// monotonic clock around the probe (so a timed-out probe takes about its
+	// timeout). Zero before the first sample and for an injected one.
+	Duration time.Duration `json:"duration_ns,omitempty"`
+	// Latency is the histogram of every probe's duration since the Runner
+	// was built; a Runner always sets it (all zero before the first sample).
+	Latency *Histogram `json:"latency,omitempty"`
 	// Injected is true while a drill injection forces this check's samples;
 	// InjectedUntil is when it ends.
 	Injected      bool      `json:"injected,omitempty"`
