@@ -257,6 +257,7 @@ var agentMetricSpecs = []metricSpec{
 	{"newbieha_health_check_consecutive_failures", "Consecutive failed samples of the check.", []string{"check"}},
 	{"newbieha_health_check_last_run_timestamp_seconds", "When the check's last sample finished (Unix time).", []string{"check"}},
 	{"newbieha_health_check_injected", "1 while a drill forces the check's samples.", []string{"check"}},
+	{"newbieha_health_check_duration_seconds", "Time each sample of the check took to probe (injected samples are not counted), since the agent started.", []string{"check", "kind"}},
 	{"newbieha_gpu_read_ok", "1 if the last GPU telemetry read succeeded (absent without a GPU check).", nil},
 	{"newbieha_gpu_answering", "1 if every supported value of the GPU was read.", gpuLabels},
 	{"newbieha_gpu_retired_pages", "Retired frame-buffer pages (both causes).", gpuLabels},
@@ -414,7 +415,10 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	healthy, _, _ := a.ownHealth()
 	gauge("newbieha_healthy", b2f(healthy))
 	if a.cfg.Health != nil {
-		c.collectHealth(a.cfg.Health.Detail(), emit)
+		histogram := func(name string, h checkLatency, labels ...string) {
+			ch <- prometheus.MustNewConstHistogram(c.descs[name], h.Count, h.SumSeconds, h.buckets(), labels...)
+		}
+		c.collectHealth(a.cfg.Health.Detail(), emit, histogram)
 	}
 }
 
@@ -432,10 +436,46 @@ type healthDetail struct {
 			LastRun         time.Time `json:"last_run"`
 			ConsecutiveFail int       `json:"consecutive_fail"`
 			Injected        bool      `json:"injected"`
+			// Latency is absent from an older health report.
+			Latency *checkLatency `json:"latency"`
 		} `json:"checks"`
 		GPU      []gpuTelemetry `json:"gpu"`
 		GPUError string         `json:"gpu_error"`
 	} `json:"report"`
+}
+
+// checkLatency mirrors health.Histogram: the runner keeps the histogram
+// (metrics are built per scrape, so the observations live with their
+// owner) and the report carries a snapshot of it.
+type checkLatency struct {
+	Bounds     []float64 `json:"le"`     // upper bounds in seconds, ascending
+	Counts     []uint64  `json:"counts"` // cumulative, per bound
+	Count      uint64    `json:"count"`
+	SumSeconds float64   `json:"sum_seconds"`
+}
+
+// valid reports whether h has one count per bound, cumulative and within
+// Count, so that it makes a consistent Prometheus histogram.
+func (h checkLatency) valid() bool {
+	if len(h.Bounds) != len(h.Counts) {
+		return false
+	}
+	for i := range h.Counts {
+		if h.Counts[i] > h.Count || i > 0 && (h.Counts[i] < h.Counts[i-1] || h.Bounds[i] <= h.Bounds[i-1]) {
+			return false
+		}
+	}
+	return true
+}
+
+// buckets returns the cumulative counts by upper bound, as
+// prometheus.MustNewConstHistogram takes them.
+func (h checkLatency) buckets() map[float64]uint64 {
+	out := make(map[float64]uint64, len(h.Bounds))
+	for i, b := range h.Bounds {
+		out[b] = h.Counts[i]
+	}
+	return out
 }
 
 // gpuTelemetry mirrors gpu.Device.
@@ -467,7 +507,7 @@ var xidProblem = regexp.MustCompile(`gpu(\d+) critical Xid (\d+) at (\S+)`)
 
 const mib = 1 << 20
 
-func (c *agentCollector) collectHealth(detail any, gauge func(string, float64, ...string)) {
+func (c *agentCollector) collectHealth(detail any, gauge func(string, float64, ...string), histogram func(string, checkLatency, ...string)) {
 	raw, err := json.Marshal(detail)
 	if err != nil {
 		return
@@ -489,6 +529,9 @@ func (c *agentCollector) collectHealth(detail any, gauge func(string, float64, .
 			gauge("newbieha_health_check_last_run_timestamp_seconds", float64(ch.LastRun.UnixNano())/1e9, id)
 		}
 		gauge("newbieha_health_check_injected", b2f(ch.Injected), id)
+		if ch.Latency != nil && ch.Latency.valid() {
+			histogram("newbieha_health_check_duration_seconds", *ch.Latency, id, ch.Kind)
+		}
 		if ch.Kind != "gpu" {
 			continue
 		}

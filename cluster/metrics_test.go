@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -365,10 +366,16 @@ func startRunner(t *testing.T, probe health.GPUProbe) *health.Runner {
 // a real health.Runner on probe, and scrapes it.
 func scrapeOneNode(t *testing.T, probe health.GPUProbe) scrape {
 	t.Helper()
+	return scrapeRunner(t, startRunner(t, probe))
+}
+
+// scrapeRunner starts a one-node cluster with a fake VIP whose health is
+// r, and scrapes it.
+func scrapeRunner(t *testing.T, r *health.Runner) scrape {
+	t.Helper()
 	c := newTestCluster(t)
 	c.wire = newFakeWire(t)
 	c.settings = []byte(testVIPSettings)
-	r := startRunner(t, probe)
 	c.configure = func(_ string, cfg *Config) { cfg.Health = runnerHealth{r} }
 	c.init("node1", "127.0.0.1")
 	return c.scrapeLocal("node1")
@@ -404,6 +411,83 @@ func TestMetrics_HealthChecksAndGPU(t *testing.T) {
 	s.want(t, where, 0, "DCGM_FI_DEV_XID_ERRORS", "gpu", "0")
 	if mf := s["DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"]; mf.GetType() != dto.MetricType_COUNTER {
 		t.Errorf("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL is a %v, dcgm-exporter's is a counter", mf.GetType())
+	}
+	for _, c := range [][2]string{{"gpu:gpu", "gpu"}, {"exec:false", "exec"}} {
+		if v, ok := s.value("newbieha_health_check_duration_seconds", "check", c[0], "kind", c[1]); !ok || v < 1 {
+			t.Errorf("newbieha_health_check_duration_seconds{check=%q,kind=%q}: count %v, present %v", c[0], c[1], v, ok)
+		}
+	}
+}
+
+// histogram returns the one histogram of name whose labels include labels.
+func (s scrape) histogram(t *testing.T, name string, labels ...string) *dto.Histogram {
+	t.Helper()
+	mf := s[name]
+	if mf.GetType() != dto.MetricType_HISTOGRAM {
+		t.Fatalf("%s is a %v, not a histogram", name, mf.GetType())
+	}
+	var out *dto.Histogram
+next:
+	for _, m := range mf.GetMetric() {
+		for i := 0; i+1 < len(labels); i += 2 {
+			if !slices.ContainsFunc(m.GetLabel(), func(lp *dto.LabelPair) bool {
+				return lp.GetName() == labels[i] && lp.GetValue() == labels[i+1]
+			}) {
+				continue next
+			}
+		}
+		if out != nil {
+			t.Fatalf("more than one %s%v", name, labels)
+		}
+		out = m.GetHistogram()
+	}
+	if out == nil {
+		t.Fatalf("no %s%v", name, labels)
+	}
+	return out
+}
+
+// TestMetrics_HealthCheckDuration checks the per-check latency histogram
+// against the runner's own: a check that sleeps 20 ms, sampled once (its
+// interval is an hour), scraped once.
+func TestMetrics_HealthCheckDuration(t *testing.T) {
+	cfg := health.Config{Checks: []health.CheckConfig{
+		{Name: "slow", Kind: health.KindExec, Interval: time.Hour, Timeout: 5 * time.Second, Rise: 1, Fall: 1,
+			Exec: &health.ExecConfig{Command: []string{"sleep", "0.02"}}},
+	}}
+	r, err := health.New(cfg, health.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	waitFor(t, 10*time.Second, "the first sample", func() error {
+		if n := r.Latencies()["exec:slow"].Count; n != 1 {
+			return fmt.Errorf("%d samples", n)
+		}
+		return nil
+	})
+	want := r.Latencies()["exec:slow"]
+
+	s := scrapeRunner(t, r)
+	h := s.histogram(t, "newbieha_health_check_duration_seconds", "check", "exec:slow", "kind", "exec")
+	if h.GetSampleCount() != 1 || h.GetSampleSum() != want.SumSeconds || h.GetSampleSum() < 0.02 {
+		t.Fatalf("count %d, sum %v; the runner has %d, %v", h.GetSampleCount(), h.GetSampleSum(), want.Count, want.SumSeconds)
+	}
+	bounds := append(health.LatencyBounds(), math.Inf(1)) // the text format has the +Inf bucket
+	if len(h.GetBucket()) != len(bounds) {
+		t.Fatalf("%d buckets, want %d", len(h.GetBucket()), len(bounds))
+	}
+	for i, b := range h.GetBucket() {
+		wantCount := uint64(0)
+		if b.GetUpperBound() >= h.GetSampleSum() {
+			wantCount = 1
+		}
+		if b.GetUpperBound() != bounds[i] || b.GetCumulativeCount() != wantCount {
+			t.Errorf("bucket le=%v holds %d, want le=%v holding %d (sample %vs)", b.GetUpperBound(), b.GetCumulativeCount(), bounds[i], wantCount, h.GetSampleSum())
+		}
 	}
 }
 
