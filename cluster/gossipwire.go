@@ -84,7 +84,7 @@ func (a *Agent) publishGossip() {
 	healthy, why, pending := a.ownHealth()
 	s := gossipState{Healthy: healthy, HealthReason: why, Pending: pending, HoldsVIP: a.lease.holdsVIP()}
 	if a.cfg.Health != nil {
-		s.Health = a.cfg.Health.Detail()
+		s.Health = gossipDetail(a.cfg.Health.Detail())
 	}
 	b, err := json.Marshal(s)
 	if err != nil {
@@ -94,6 +94,38 @@ func (a *Agent) publishGossip() {
 	if err := a.gossip.SetLocalState(b); err != nil {
 		a.log.Warn("publish gossip state", "error", err)
 	}
+}
+
+// gossipDetail is the health detail without the per-check latency
+// histograms and sample durations: they are for this node's metrics, and
+// would make every gossip state larger (about 250 bytes a check) and
+// different at every sample.
+func gossipDetail(d any) any {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return d
+	}
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return d
+	}
+	var strip func(any)
+	strip = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			delete(v, "latency")
+			delete(v, "duration_ns")
+			for _, e := range v {
+				strip(e)
+			}
+		case []any:
+			for _, e := range v {
+				strip(e)
+			}
+		}
+	}
+	strip(v)
+	return v
 }
 
 func (a *Agent) joinGossip() {

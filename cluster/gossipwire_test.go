@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/newbieha/newbieha/cluster/pki"
@@ -40,5 +42,17 @@ func TestGossipVerifier_CertificateSpeaksOnlyForItsOwnMemberName(t *testing.T) {
 	delete(members, "node1") // removed: its certificate stops counting at once
 	if _, err := v.verify("node1", node1); err == nil {
 		t.Fatal("a removed member's certificate was accepted")
+	}
+}
+
+// Gossip carries the health verdicts and checks, not the latency
+// histograms kept for the node's own metrics.
+func TestGossipDetail_LeavesOutLatency(t *testing.T) {
+	in := map[string]any{"report": map[string]any{"checks": []any{
+		map[string]any{"name": "gpu", "ok": true, "duration_ns": 12, "latency": map[string]any{"count": 3}},
+	}}}
+	b, _ := json.Marshal(gossipDetail(in))
+	if strings.Contains(string(b), "latency") || strings.Contains(string(b), "duration_ns") || !strings.Contains(string(b), `"name":"gpu"`) {
+		t.Fatalf("gossip detail %s", b)
 	}
 }
