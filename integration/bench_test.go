@@ -67,7 +67,7 @@ func BenchmarkFailover(b *testing.B) {
 				case "host-loss":
 					run(b, "ip", "-n", from.ns, "link", "set", from.hostIf, "down")
 				case "planned":
-					f.mustCLI(f.w, "failover", "--to", to.name, "--data-dir", f.w.dataDir)
+					f.mustCLI(to, "failover", "--to", to.name, "--data-dir", to.dataDir)
 				case "service-errors":
 					f.fault(from, "error")
 				}

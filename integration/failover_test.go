@@ -369,7 +369,7 @@ func TestFailover_PlannedAndBack(t *testing.T) {
 	for _, step := range []struct {
 		to  string
 		via *host
-	}{{"node2", f.w}, {"node1", f.n1}} {
+	}{{"node2", f.n2}, {"node1", f.n1}} {
 		wait := f.watch("--until", step.to, "--duration", "30s")
 		out := f.mustCLI(step.via, "failover", "--to", step.to, "--data-dir", step.via.dataDir)
 		if !strings.Contains(out, "switched to "+step.to+" in ") {
@@ -398,8 +398,10 @@ func TestFailover_PlannedAndBack(t *testing.T) {
 			t.Errorf("failover --to %s: %v, want %q", c.to, err, c.want)
 		}
 	}
-	f.mustCLI(f.w, "maintenance", "on", "--data-dir", f.w.dataDir)
-	if _, err := f.cli(f.w, "failover", "--to", "node2", "--data-dir", f.w.dataDir); err == nil || !strings.Contains(err.Error(), "maintenance") {
+	// Operator changes run on a GPU node: root on the witness acts only
+	// while the witness leads (it holds no CA key to carry them).
+	f.mustCLI(f.n2, "maintenance", "on", "--data-dir", f.n2.dataDir)
+	if _, err := f.cli(f.n1, "failover", "--to", "node2", "--data-dir", f.n1.dataDir); err == nil || !strings.Contains(err.Error(), "maintenance") {
 		t.Errorf("failover in maintenance: %v", err)
 	}
 }
@@ -413,7 +415,7 @@ func TestFailover_LeaderTransfersCostNothing(t *testing.T) {
 	f.transferLeader(f.w)
 	f.transferLeader(f.n2)
 	f.transferLeader(f.w)
-	f.mustCLI(f.w, "maintenance", "on", "--data-dir", f.w.dataDir)
+	f.mustCLI(f.n1, "maintenance", "on", "--data-dir", f.n1.dataDir)
 	f.transferLeader(f.n2)
 	f.transferLeader(f.w)
 	r := wait()

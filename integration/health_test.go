@@ -65,7 +65,7 @@ func TestHealth_ErrorsMoveTheVIPOnceAndBothBadStays(t *testing.T) {
 
 	// A drill forces node2's check to fail: the role moves to node1, and
 	// history says it was a drill.
-	f.mustCLI(f.w, "drill", "inject", "--node", "node2", "--check", "http:service", "--for", "20s", "--data-dir", f.w.dataDir)
+	f.mustCLI(f.n1, "drill", "inject", "--node", "node2", "--check", "http:service", "--for", "20s", "--data-dir", f.n1.dataDir)
 	waitFor(t, 20*time.Second, "the drill to move the VIP to node1", func() error {
 		if !f.holds(f.n1) || f.holds(f.n2) {
 			return fmt.Errorf("not yet")
@@ -113,7 +113,7 @@ func TestHealth_InjectedGPUFailureMovesTheRole(t *testing.T) {
 		}
 	})
 	wait := f.watch("--until", "node2", "--duration", "40s")
-	f.mustCLI(f.w, "drill", "inject", "--node", "node1", "--check", "gpu:gpus", "--for", "1m", "--data-dir", f.w.dataDir)
+	f.mustCLI(f.n2, "drill", "inject", "--node", "node1", "--check", "gpu:gpus", "--for", "1m", "--data-dir", f.n2.dataDir)
 	r := wait()
 	if r.Last != "node2" {
 		t.Fatalf("client last saw %q", r.Last)
