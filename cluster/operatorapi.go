@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -109,14 +110,16 @@ func (o *operatorAPI) audit(r *http.Request, what string) {
 // to the leader (see operatorAPI) and its answer is written to w; then ran
 // is false and the handler is done.
 func (o *operatorAPI) onLeader(w http.ResponseWriter, r *http.Request, body any, local func() error) (ran bool, err error) {
-	return o.a.onLeaderOr(r, local, func(apiAddr string) { o.forward(w, r, apiAddr, body) })
+	return o.a.onLeaderOr(r, local, func(apiAddr string) error { return o.tryForward(w, r, apiAddr, body) })
 }
 
 // onLeaderOr runs local when this member leads; otherwise it calls
 // elsewhere with the leader's API address and reports ran false. While
-// there is no leader it waits up to ApplyTimeout for one, as Consul holds
-// RPCs during elections.
-func (a *Agent) onLeaderOr(r *http.Request, local func() error, elsewhere func(apiAddr string)) (ran bool, err error) {
+// there is no leader, or the one this member believes in cannot be
+// reached (elsewhere returns errUnreachableLeader: it has just died and an
+// election is under way), it tries again for up to ApplyTimeout, as Consul
+// holds RPCs during elections.
+func (a *Agent) onLeaderOr(r *http.Request, local func() error, elsewhere func(apiAddr string) error) (ran bool, err error) {
 	deadline := time.Now().Add(a.cfg.ApplyTimeout)
 	for {
 		err = local()
@@ -125,8 +128,9 @@ func (a *Agent) onLeaderOr(r *http.Request, local func() error, elsewhere func(a
 		}
 		if leader := a.Leader(); leader != "" && leader != a.Name() {
 			if m, ok := a.node.fsm.Member(leader); ok {
-				elsewhere(m.APIAddr)
-				return false, nil
+				if err = elsewhere(m.APIAddr); err == nil {
+					return false, nil
+				}
 			}
 		}
 		if time.Now().After(deadline) || r.Context().Err() != nil {
@@ -135,6 +139,10 @@ func (a *Agent) onLeaderOr(r *http.Request, local func() error, elsewhere func(a
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// errUnreachableLeader: the member a request was to be carried to could
+// not be connected to; nothing was sent, so it may be tried again.
+var errUnreachableLeader = fmt.Errorf("%w: the leader could not be reached", ErrUnreachable)
 
 // redirect sends the caller to the same path on the member at apiAddr
 // (307: the client sends the same request again, with its own
@@ -147,39 +155,53 @@ func redirect(w http.ResponseWriter, r *http.Request, apiAddr string) {
 // its answer: a redirect for a remote operator, a call made with root's
 // certificate for the local socket.
 func (o *operatorAPI) forward(w http.ResponseWriter, r *http.Request, apiAddr string, body any) {
+	if err := o.tryForward(w, r, apiAddr, body); err != nil {
+		writeError(w, err)
+	}
+}
+
+// tryForward is forward, except that when the member cannot be connected
+// to it writes nothing and returns errUnreachableLeader (wrapped), so the
+// caller may try again.
+func (o *operatorAPI) tryForward(w http.ResponseWriter, r *http.Request, apiAddr string, body any) error {
 	if !o.local {
 		redirect(w, r, apiAddr)
-		return
+		return nil
 	}
 	client, err := o.a.rootClient()
 	if err != nil {
 		writeError(w, err)
-		return
+		return nil
 	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			writeError(w, fmt.Errorf("encode request: %w", err))
-			return
+			return nil
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, "https://"+apiAddr+r.URL.RequestURI(), rd)
 	if err != nil {
 		writeError(w, fmt.Errorf("build request: %w", err))
-		return
+		return nil
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("%w: %s: %v", errUnreachableLeader, apiAddr, err)
+	}
 	if err != nil {
 		writeError(w, fmt.Errorf("%w: %s: %v", ErrUnreachable, apiAddr, err))
-		return
+		return nil
 	}
 	defer resp.Body.Close()
 	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, io.LimitReader(resp.Body, 4<<20))
+	return nil
 }
 
 func (o *operatorAPI) handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -87,7 +87,7 @@ func (p *peerAPI) handleApply(w http.ResponseWriter, r *http.Request, c caller) 
 // another's peer call under its own certificate. It reports whether the
 // handler should answer success; on failure it has written the answer.
 func (p *peerAPI) onLeader(w http.ResponseWriter, r *http.Request, local func() error) bool {
-	ran, err := p.a.onLeaderOr(r, local, func(apiAddr string) { redirect(w, r, apiAddr) })
+	ran, err := p.a.onLeaderOr(r, local, func(apiAddr string) error { redirect(w, r, apiAddr); return nil })
 	if ran && err != nil {
 		writeError(w, err)
 	}
