@@ -344,28 +344,13 @@ func TestRaftPort_RefusesRemovedNodeAndOperatorCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// open reports whether the connection is still open after a while.
-	open := func(cfg *tls.Config) (bool, error) {
-		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", n1.agent.cfg.Node.RaftAddr(), cfg)
-		if err != nil {
-			return false, err
-		}
-		defer conn.Close()
-		_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		_, err = conn.Read(make([]byte, 1))
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return true, nil
-		}
-		return false, err
+	if !raftOpen(n1, n2.agent.bundle.ClientConfig()) {
+		t.Fatal("node2, a current server, was refused")
 	}
-	if ok, err := open(n2.agent.bundle.ClientConfig()); !ok {
-		t.Fatalf("node2, a current server, was refused: %v", err)
-	}
-	if ok, _ := open(removed.ClientConfig()); ok {
+	if raftOpen(n1, removed.ClientConfig()) {
 		t.Fatal("the removed node3's certificate kept a Raft connection open")
 	}
-	if ok, _ := open(pki.OperatorClientConfig(n1.agent.bundle.CA.Cert, opCert, key)); ok {
+	if raftOpen(n1, pki.OperatorClientConfig(n1.agent.bundle.CA.Cert, opCert, key)) {
 		t.Fatal("an operator certificate kept a Raft connection open")
 	}
 }
