@@ -47,17 +47,7 @@ replacements with wiped data dirs and a new token. See docs/recovery.md.`,
 			}
 			opts.Logger = offlineLogger(cmd)
 			plan, err := cluster.Recover(opts)
-			if err != nil && !errors.Is(err, cluster.ErrForceRequired) && plan.Node == "" {
-				return err
-			}
-			if output == "json" {
-				if perr := printJSON(cmd.OutOrStdout(), plan); perr != nil {
-					return perr
-				}
-			} else {
-				printRecoverPlan(cmd.OutOrStdout(), plan)
-			}
-			return err
+			return showPlan(cmd, output, plan, plan.Node != "", err, printRecoverPlan)
 		},
 	}
 	dataDirFlag(cmd, &opts.DataDir)
@@ -65,6 +55,23 @@ replacements with wiped data dirs and a new token. See docs/recovery.md.`,
 	cmd.Flags().BoolVar(&opts.SkipPeerCheck, "skip-peer-check", false, "recover even though a dropped member's Raft address accepts connections")
 	outputFlag(cmd, &output)
 	return cmd
+}
+
+// showPlan prints what a recover or restore found (made is false when it
+// got no plan at all: then only err is returned) as text or JSON, and
+// returns err: ErrForceRequired (exit 1) for a plan without --force.
+func showPlan[P any](cmd *cobra.Command, output string, plan P, made bool, err error, text func(io.Writer, P)) error {
+	if err != nil && !errors.Is(err, cluster.ErrForceRequired) && !made {
+		return err
+	}
+	if output == "json" {
+		if perr := printJSON(cmd.OutOrStdout(), plan); perr != nil {
+			return perr
+		}
+	} else {
+		text(cmd.OutOrStdout(), plan)
+	}
+	return err
 }
 
 func printServers(w io.Writer, servers []cluster.RaftServer, self string) {
@@ -225,17 +232,7 @@ See docs/recovery.md.`,
 			}
 			opts.File, opts.Logger = args[0], offlineLogger(cmd)
 			plan, err := cluster.RestoreSnapshot(opts)
-			if err != nil && !errors.Is(err, cluster.ErrForceRequired) && plan.Node == "" {
-				return err
-			}
-			if output == "json" {
-				if perr := printJSON(cmd.OutOrStdout(), plan); perr != nil {
-					return perr
-				}
-			} else {
-				printRestorePlan(cmd.OutOrStdout(), plan)
-			}
-			return err
+			return showPlan(cmd, output, plan, plan.Node != "", err, printRestorePlan)
 		},
 	}
 	dataDirFlag(cmd, &opts.DataDir)
