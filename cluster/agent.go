@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -16,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/newbieha/newbieha/cluster/gossip"
@@ -40,8 +41,8 @@ type Config struct {
 	DataDir string
 	// Node is this node's own config (usually DataDir/newbieha.yaml).
 	Node NodeConfig
-	// Logger receives all logs; nil means a default hclog logger.
-	Logger hclog.Logger
+	// Logger receives all logs; nil means Node.NewLogger on stderr.
+	Logger *slog.Logger
 	// ApplyTimeout bounds one Raft apply or membership change (default 5s).
 	ApplyTimeout time.Duration
 	// PeerTimeout bounds one call to another member (default 2s).
@@ -100,7 +101,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
-		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "newbieha", Level: hclog.LevelFromString(c.Node.LogLevel)})
+		c.Logger = c.Node.NewLogger(os.Stderr)
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 5 * time.Second
@@ -140,7 +141,7 @@ func (c Config) Validate() error {
 // Agent is one running newbieha node: Raft, the FSM and the API.
 type Agent struct {
 	cfg       Config
-	log       hclog.Logger
+	log       *slog.Logger
 	bundle    *pki.Bundle
 	gossipKey []byte
 	node      *raftNode
@@ -203,7 +204,7 @@ func Start(cfg Config) (_ *Agent, err error) {
 	a.peerTransport = newPeerTransport(bundle)
 	a.peers = &http.Client{Timeout: cfg.PeerTimeout, Transport: a.peerTransport}
 
-	node, hadState, err := openRaft(cfg.DataDir, cfg.Node, bundle, a.log, false)
+	node, hadState, err := openRaft(cfg.DataDir, cfg.Node, bundle, a.log, logging.LevelTrace, false)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +221,7 @@ func Start(cfg Config) (_ *Agent, err error) {
 		}
 	}
 
-	a.lease = newLeaseRunner(cfg.Node.Name, cfg.Node.Role == fsm.RoleGPU, a.log.Named("lease"), cfg.clock(), agentLeaseEnv{a}, cfg.NewVIP)
+	a.lease = newLeaseRunner(cfg.Node.Name, cfg.Node.Role == fsm.RoleGPU, logging.Named(a.log, "lease"), cfg.clock(), agentLeaseEnv{a}, cfg.NewVIP)
 	a.ctl = newController(ctlDeps{
 		name: cfg.Node.Name, role: cfg.Node.Role, log: a.log, now: cfg.Now,
 		fsm: node.fsm, raft: node.raft, raftTimings: cfg.Node.Raft, applyTimeout: cfg.ApplyTimeout,
@@ -288,7 +289,7 @@ func (a *Agent) serve() error {
 		remoteLn.Close()
 		return err
 	}
-	errLog := a.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	errLog := logging.StdLog(a.log, "http", slog.LevelInfo, logging.LevelTrace)
 	// security (limits.go): read, write and idle timeouts on every server.
 	a.remoteSrv = limitServer(&http.Server{Handler: a.handler(true), ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}, remoteLimits)
 	a.localSrv = limitServer(&http.Server{Handler: a.handler(false), ErrorLog: errLog, BaseContext: func(net.Listener) context.Context { return a.ctx }}, localLimits)

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,8 +18,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/newbieha/newbieha/cluster/lease"
 	"github.com/newbieha/newbieha/cluster/pki"
@@ -125,7 +124,7 @@ func fuzzAPI(f *testing.F, rt fuzzRoute) {
 func newFuzzNode(f *testing.F, ghost bool) *fuzzNode {
 	f.Helper()
 	dir := f.TempDir()
-	log := hclog.NewNullLogger()
+	log := logging.Discard()
 	if _, err := Init(context.Background(), InitOptions{DataDir: dir, Name: fuzzNodeName, Advertise: "127.0.0.1",
 		Ports: fuzzPorts(f), Raft: testTimings(), Logger: log}); err != nil {
 		f.Fatalf("init: %v", err)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"regexp"
@@ -77,6 +79,9 @@ type NodeConfig struct {
 	VIPInterface string      `yaml:"vip_interface,omitempty"`
 	Raft         RaftTimings `yaml:"raft"`
 	LogLevel     string      `yaml:"log_level,omitempty"`
+	// LogFormat is text (key=value, the default) or json (one object
+	// a line).
+	LogFormat string `yaml:"log_format,omitempty"`
 	// MetricsAddr, when set, serves Prometheus metrics over plain HTTP
 	// (e.g. 127.0.0.1:7703). They are also at /v1/metrics on the API.
 	MetricsAddr string `yaml:"metrics_addr,omitempty"`
@@ -143,10 +148,11 @@ func (c NodeConfig) Validate() error {
 	if err := c.Raft.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	switch c.LogLevel {
-	case "", "trace", "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("key \"log_level\": %q is not trace, debug, info, warn or error", c.LogLevel))
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("key \"log_level\": %w", err))
+	}
+	if !logging.ValidFormat(c.LogFormat) {
+		errs = append(errs, fmt.Errorf("key \"log_format\": %q is not text or json", c.LogFormat))
 	}
 	return errors.Join(errs...)
 }
@@ -317,4 +323,20 @@ func collectKeyLines(n *yaml.Node, prefix string, out map[int][]keyAt) {
 			collectKeyLines(c, p, out)
 		}
 	}
+}
+
+// NewLogger is the agent's logger as this config asks (log_level,
+// log_format), on w, every line naming the node (agent=NAME). A config that did not
+// pass Validate gets info and text.
+func (c NodeConfig) NewLogger(w io.Writer) *slog.Logger {
+	level, err := logging.ParseLevel(c.LogLevel)
+	if err != nil {
+		level = slog.LevelInfo
+	}
+	format := c.LogFormat
+	if !logging.ValidFormat(format) {
+		format = "text"
+	}
+	l, _ := logging.New(logging.Options{Format: format, Level: level, Output: w})
+	return l.With("agent", c.Name)
 }

@@ -45,6 +45,7 @@ func TestParseNodeConfig_BadConfigsNameTheKey(t *testing.T) {
 		{"tiny timeout", goodConfig + "raft:\n  commit_timeout: 1ms\n", `"raft.commit_timeout"`},
 		{"bad join", goodConfig + "join: [10.0.0.2]\n", `"join[0]"`},
 		{"bad log level", goodConfig + "log_level: loud\n", `"log_level"`},
+		{"bad log format", goodConfig + "log_format: xml\n", `"log_format": "xml" is not text or json`},
 		{"empty", "", `"name"`},
 		{"not yaml", "name: [unclosed\n", "YAML"},
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -10,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/newbieha/newbieha/cluster/lease"
@@ -83,7 +83,7 @@ type Workload interface {
 type ctlDeps struct {
 	name         string
 	role         fsm.Role
-	log          hclog.Logger
+	log          *slog.Logger
 	now          func() time.Time
 	fsm          *fsm.FSM
 	raft         *raft.Raft

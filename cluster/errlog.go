@@ -1,9 +1,8 @@
 package cluster
 
 import (
+	"log/slog"
 	"sync"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // repeatLog logs an error as a warning once, and again only when a
@@ -14,7 +13,7 @@ type repeatLog struct {
 	last string
 }
 
-func (r *repeatLog) warn(log hclog.Logger, what string, err error) {
+func (r *repeatLog) warn(log *slog.Logger, what string, err error) {
 	msg := err.Error()
 	r.mu.Lock()
 	repeat := msg == r.last

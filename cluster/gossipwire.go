@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
 	"sync"
 	"time"
 
@@ -45,7 +46,7 @@ func (a *Agent) startGossip() error {
 		SigningKey:    a.bundle.NodeKey,
 		Certificate:   a.bundle.NodeCert.Raw,
 		VerifyOrigin:  v.verify,
-		Logger:        a.log.Named("gossip"),
+		Logger:        logging.Named(a.log, "gossip"),
 	})
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -10,16 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/newbieha/newbieha/fsm"
 )
 
 // testLogger routes logs to t.Log until the test ends.
-func testLogger(t *testing.T, name string) hclog.Logger {
+func testLogger(t *testing.T, name string) *slog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return hclog.New(&hclog.LoggerOptions{Name: name, Output: w, Level: hclog.Info})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
 }
 
 type testWriter struct {

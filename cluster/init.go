@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -14,7 +16,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/newbieha/newbieha/cluster/pki"
@@ -37,7 +38,7 @@ type InitOptions struct {
 	// ClusterConfig is a cluster settings document (YAML) to store at
 	// bootstrap; empty means defaults (no VIP).
 	ClusterConfig []byte
-	Logger        hclog.Logger
+	Logger        *slog.Logger
 }
 
 // DefaultInitTokenUses is how many nodes init's token admits: the second
@@ -95,7 +96,7 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 	}
 	logger := opts.Logger
 	if logger == nil {
-		logger = hclog.New(&hclog.LoggerOptions{Name: "init", Level: hclog.Warn})
+		logger = logging.ForCommand(os.Stderr)
 	}
 	if err := prepareDataDir(opts.DataDir); err != nil {
 		return InitResult{}, err
@@ -125,7 +126,7 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 		return InitResult{}, err
 	}
 
-	node, _, err := openRaft(opts.DataDir, cfg, bundle, logger, true)
+	node, _, err := openRaft(opts.DataDir, cfg, bundle, logger, slog.LevelError, true)
 	if err != nil {
 		return InitResult{}, err
 	}

@@ -5,11 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/newbieha/newbieha/cluster/lease"
 )
@@ -37,7 +36,7 @@ type leaseEnv interface {
 type leaseRunner struct {
 	name   string
 	gpu    bool
-	log    hclog.Logger
+	log    *slog.Logger
 	clock  func() time.Duration
 	env    leaseEnv
 	newVIP VIPFactory
@@ -65,7 +64,7 @@ type leaseRunner struct {
 	stats leaseStats // metrics.go
 }
 
-func newLeaseRunner(name string, gpu bool, log hclog.Logger, clock func() time.Duration, env leaseEnv, newVIP VIPFactory) *leaseRunner {
+func newLeaseRunner(name string, gpu bool, log *slog.Logger, clock func() time.Duration, env leaseEnv, newVIP VIPFactory) *leaseRunner {
 	now := clock()
 	r := &leaseRunner{name: name, gpu: gpu, log: log, clock: clock, env: env, newVIP: newVIP}
 	r.voter = lease.NewVoter(name, now, env.holderView().Params.Drift)
@@ -226,7 +225,7 @@ func (r *leaseRunner) sendAll(ctx context.Context, envs []lease.Envelope, voters
 
 func (r *leaseRunner) takeAnswer(ctx context.Context, a lease.Answer, voters []string) {
 	if !a.Granted {
-		r.log.Trace("lease refused", "voter", a.Voter, "reason", a.Reason)
+		r.log.Debug("lease refused", "voter", a.Voter, "reason", a.Reason)
 	}
 	r.mu.Lock()
 	out := r.holder.Answer(r.clock(), a, voters)

@@ -4,12 +4,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
@@ -32,7 +33,7 @@ func raftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
 // openRaft opens the stores in dataDir/raft and starts raft. When
 // bootstrap is true and the stores are empty it bootstraps a one-voter
 // cluster of this node.
-func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.Logger, bootstrap bool) (n *raftNode, hadState bool, err error) {
+func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger *slog.Logger, libFloor slog.Level, bootstrap bool) (n *raftNode, hadState bool, err error) {
 	dir := raftDir(dataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("create raft dir %s: %w", dir, err)
@@ -51,7 +52,7 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.L
 			store.Close()
 		}
 	}()
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger.Named("snapshot"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logging.HCLog(logger, "raft.snapshot", libFloor))
 	if err != nil {
 		return nil, false, fmt.Errorf("open snapshot store %s: %w", dir, err)
 	}
@@ -59,7 +60,7 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.L
 	if err != nil {
 		return nil, false, fmt.Errorf("resolve advertise address %s: %w", cfg.RaftAddr(), err)
 	}
-	stream, err := newTLSStreamLayer(hostPort(cfg.BindAddr(), cfg.Ports.Raft), advertise, bundle.ServerConfig(), bundle.ClientConfig(), logger.Named("raft-tls"))
+	stream, err := newTLSStreamLayer(hostPort(cfg.BindAddr(), cfg.Ports.Raft), advertise, bundle.ServerConfig(), bundle.ClientConfig(), logging.Named(logger, "raft-tls"))
 	if err != nil {
 		return nil, false, err
 	}
@@ -67,7 +68,7 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.L
 		Stream:  stream,
 		MaxPool: 3,
 		Timeout: 5 * time.Second,
-		Logger:  logger.Named("raft-net"),
+		Logger:  logging.HCLog(logger, "raft.net", libFloor),
 	})
 	defer func() {
 		if err != nil {
@@ -81,7 +82,7 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.L
 	rc.ElectionTimeout = cfg.Raft.ElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout
 	rc.CommitTimeout = cfg.Raft.CommitTimeout
-	rc.Logger = logger.Named("raft")
+	rc.Logger = logging.HCLog(logger, "raft", libFloor)
 	// The state is tiny; snapshot often enough that a rejoining node
 	// catches up from a snapshot rather than a long log.
 	rc.SnapshotThreshold = 1024
@@ -100,7 +101,7 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger hclog.L
 			return nil, false, fmt.Errorf("bootstrap raft: %w", err)
 		}
 	}
-	f := fsm.New(fsm.Config{Logger: logger.Named("fsm"), ValidateSettings: validateReplicatedSettings})
+	f := fsm.New(fsm.Config{Logger: logging.Named(logger, "fsm"), ValidateSettings: validateReplicatedSettings})
 	r, err := raft.NewRaft(rc, f, store, store, snaps, transport)
 	if err != nil {
 		return nil, false, fmt.Errorf("start raft: %w", err)

@@ -3,6 +3,8 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
@@ -46,7 +47,7 @@ type offlineNode struct {
 	dataDir string
 	cfg     NodeConfig
 	store   *raftboltdb.BoltStore // nil when the data dir has no raft.db
-	logger  hclog.Logger
+	logger  *slog.Logger
 }
 
 func raftDBPath(dataDir string) string { return filepath.Join(raftDir(dataDir), "raft.db") }
@@ -59,9 +60,9 @@ func raftDBPath(dataDir string) string { return filepath.Join(raftDir(dataDir), 
 // command that only reads opens it read-only: bolt then takes the lock
 // shared, which the running agent's exclusive lock still excludes (and
 // which keeps an agent from starting meanwhile), and writes nothing.
-func openOffline(dataDir string, logger hclog.Logger, mustExist, readOnly bool) (*offlineNode, error) {
+func openOffline(dataDir string, logger *slog.Logger, mustExist, readOnly bool) (*offlineNode, error) {
 	if logger == nil {
-		logger = hclog.New(&hclog.LoggerOptions{Name: "newbieha", Level: hclog.Warn})
+		logger = logging.ForCommand(os.Stderr)
 	}
 	cfg, err := LoadNodeConfig(filepath.Join(dataDir, ConfigFileName))
 	if err != nil {
@@ -119,7 +120,7 @@ func (n *offlineNode) close() error {
 // snapshots opens the node's file snapshot store, retaining as many as
 // the agent does.
 func (n *offlineNode) snapshots() (*raft.FileSnapshotStore, error) {
-	s, err := raft.NewFileSnapshotStoreWithLogger(raftDir(n.dataDir), 2, n.logger.Named("snapshot"))
+	s, err := raft.NewFileSnapshotStoreWithLogger(raftDir(n.dataDir), 2, logging.HCLog(n.logger, "raft.snapshot", slog.LevelError))
 	if err != nil {
 		return nil, fmt.Errorf("open snapshot store %s: %w", raftDir(n.dataDir), err)
 	}
@@ -135,12 +136,12 @@ func (n *offlineNode) raftConfig() *raft.Config {
 	rc.ElectionTimeout = n.cfg.Raft.ElectionTimeout
 	rc.LeaderLeaseTimeout = n.cfg.Raft.LeaderLeaseTimeout
 	rc.CommitTimeout = n.cfg.Raft.CommitTimeout
-	rc.Logger = n.logger.Named("raft")
+	rc.Logger = logging.HCLog(n.logger, "raft", slog.LevelError)
 	return rc
 }
 
 func (n *offlineNode) newFSM() *fsm.FSM {
-	return fsm.New(fsm.Config{Logger: n.logger.Named("fsm"), ValidateSettings: validateReplicatedSettings})
+	return fsm.New(fsm.Config{Logger: logging.Named(n.logger, "fsm"), ValidateSettings: validateReplicatedSettings})
 }
 
 // alone is the configuration of this node as the only voter.
@@ -265,7 +266,7 @@ type RecoverOptions struct {
 	// SkipPeerCheck recovers even though another member's Raft address
 	// accepts connections (something else listens there).
 	SkipPeerCheck bool
-	Logger        hclog.Logger
+	Logger        *slog.Logger
 }
 
 // RecoverPlan is what a recovery does, or did.

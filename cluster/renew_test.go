@@ -134,6 +134,9 @@ func TestRemove_OldCertificateOfANodeThatJoinedAgainIsRefused(t *testing.T) {
 	c := newTestCluster(t)
 	n1 := c.init("node1", "127.0.0.1")
 	c.join("node2", "127.0.0.2", fsm.RoleGPU, "node1")
+	// A third voter, so that node1 keeps its quorum with node2 stopped
+	// however slowly the removal's request follows the stop.
+	c.join("witness", "127.0.0.3", fsm.RoleWitness, "node1")
 	old := c.nodes["node2"].agent.bundle
 	c.stop("node2")
 	if err := c.client("node1").Remove(t.Context(), "node2"); err != nil {

@@ -8,13 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
@@ -173,7 +174,7 @@ func DecodeSnapshotFile(b []byte) (SnapshotInfo, []byte, error) {
 	case info.Index == 0 || info.Term == 0:
 		return bad("index %d, term %d: both must be positive", info.Index, info.Term)
 	}
-	f := fsm.New(fsm.Config{Logger: hclog.NewNullLogger(), ValidateSettings: validateReplicatedSettings})
+	f := fsm.New(fsm.Config{Logger: logging.Discard(), ValidateSettings: validateReplicatedSettings})
 	if err := f.Restore(io.NopCloser(bytes.NewReader(body))); err != nil {
 		return bad("state: %v", err)
 	}
@@ -252,7 +253,7 @@ func syncDir(dir string) error {
 type SaveOptions struct {
 	DataDir string
 	File    string
-	Logger  hclog.Logger
+	Logger  *slog.Logger
 	// Now stamps the file; nil means time.Now.
 	Now func() time.Time
 }
@@ -323,7 +324,7 @@ type RestoreOptions struct {
 	// SkipPeerCheck restores even though another member's Raft address
 	// accepts connections.
 	SkipPeerCheck bool
-	Logger        hclog.Logger
+	Logger        *slog.Logger
 	// Now names the directory the old Raft state is kept in; nil means
 	// time.Now.
 	Now func() time.Time
@@ -489,7 +490,7 @@ func (n *offlineNode) installSnapshot(info SnapshotInfo, body []byte, term uint6
 	if err := store.SetUint64(raftKeyCurrentTerm, term); err != nil {
 		return fmt.Errorf("restore: set current term: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(tmp, 2, n.logger.Named("snapshot"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(tmp, 2, logging.HCLog(n.logger, "raft.snapshot", slog.LevelError))
 	if err != nil {
 		return fmt.Errorf("restore: open snapshot store: %w", err)
 	}

@@ -5,12 +5,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -25,7 +25,7 @@ type tlsStreamLayer struct {
 	client    *tls.Config
 }
 
-func newTLSStreamLayer(bind string, advertise net.Addr, server, client *tls.Config, logger hclog.Logger) (*tlsStreamLayer, error) {
+func newTLSStreamLayer(bind string, advertise net.Addr, server, client *tls.Config, logger *slog.Logger) (*tlsStreamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen raft %s: %w", bind, err)
@@ -61,12 +61,12 @@ type handshakeListener struct {
 	conns  chan net.Conn
 	done   chan struct{}
 	once   sync.Once
-	logger hclog.Logger
+	logger *slog.Logger
 	// admit judges the peer's verified certificate; nil refuses all.
 	admit atomic.Pointer[func(*x509.Certificate) error]
 }
 
-func newHandshakeListener(ln net.Listener, logger hclog.Logger) *handshakeListener {
+func newHandshakeListener(ln net.Listener, logger *slog.Logger) *handshakeListener {
 	h := &handshakeListener{Listener: ln, conns: make(chan net.Conn), done: make(chan struct{}), logger: logger}
 	go h.loop()
 	return h

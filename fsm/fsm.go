@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"runtime/debug"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -26,8 +27,8 @@ type Result struct {
 // Config configures an FSM.
 type Config struct {
 	// Logger receives rejections, skipped entries and restores. Nil means
-	// hclog.NewNullLogger().
-	Logger hclog.Logger
+	// logging.Discard().
+	Logger *slog.Logger
 	// ValidateSettings checks a settings document (compacted JSON, never
 	// nil) as a SetSettings is applied; an error rejects the command. The
 	// schema belongs to the cluster package, which injects its validator
@@ -47,7 +48,7 @@ type handler func(s *State, c Command, index uint64) error
 // Snapshot and Restore are called by Raft; State, Member and Changed are for
 // readers on any goroutine.
 type FSM struct {
-	logger           hclog.Logger
+	logger           *slog.Logger
 	validateSettings func(json.RawMessage) error // nil accepts any object
 	handlers         map[Type]handler            // built in New, read-only afterwards
 
@@ -63,7 +64,7 @@ var _ raft.FSM = (*FSM)(nil)
 func New(cfg Config) *FSM {
 	logger := cfg.Logger
 	if logger == nil {
-		logger = hclog.NewNullLogger()
+		logger = logging.Discard()
 	}
 	f := &FSM{
 		logger:           logger,

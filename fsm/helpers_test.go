@@ -3,12 +3,12 @@ package fsm
 import (
 	"encoding/json"
 	"flag"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -73,11 +73,7 @@ func testEvent(kind, node, detail string) Event {
 // newTestFSM returns an FSM that logs to t.
 func newTestFSM(t testing.TB) *FSM {
 	t.Helper()
-	return New(Config{Logger: hclog.New(&hclog.LoggerOptions{
-		Name:   "fsm",
-		Output: testWriter{t},
-		Level:  hclog.Debug,
-	})})
+	return New(Config{Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 }
 
 // testWriter routes log lines to t.Log, so they show only on failure.

@@ -3,11 +3,10 @@ package fsm
 import (
 	"encoding/json"
 	"errors"
+	"github.com/newbieha/newbieha/internal/logging"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // These tests are named after the attacks of issue 9 that reach the state
@@ -75,7 +74,7 @@ func rejectingValidator(raw json.RawMessage) error {
 }
 
 func TestApply_SettingsWithZeroRenewOrNegativeHoldDownAreRejected(t *testing.T) {
-	f := New(Config{Logger: hclog.NewNullLogger(), ValidateSettings: rejectingValidator})
+	f := New(Config{Logger: logging.Discard(), ValidateSettings: rejectingValidator})
 	good := json.RawMessage(`{"timings":{"vip_renew_interval":"250ms"},"failover":{"hold_down":"30s"}}`)
 	mustApply(t, f, 1, SetSettings{Settings: good})
 	for i, doc := range []string{

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // Mode is the standby mode of the service.
@@ -58,7 +58,7 @@ type ReconcilerConfig struct {
 	// image missing, start failing); the zero value has sensible defaults.
 	Backoff Backoff
 	// Logger receives state changes and errors; nil discards them.
-	Logger hclog.Logger
+	Logger *slog.Logger
 }
 
 // DefaultInterval is the resync period of a Reconciler.
@@ -91,7 +91,7 @@ type Reconciler struct {
 	mode     Mode
 	interval time.Duration
 	backoff  Backoff
-	log      hclog.Logger
+	log      *slog.Logger
 	wake     chan struct{}
 
 	mu     sync.Mutex
@@ -120,7 +120,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		cfg.Interval = DefaultInterval
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = hclog.NewNullLogger()
+		cfg.Logger = logging.Discard()
 	}
 	return &Reconciler{
 		driver:   cfg.Driver,

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // fakeDriver is a Driver whose methods are function fields.
@@ -109,14 +108,14 @@ func startReconciler(t *testing.T, r *Reconciler) {
 	})
 }
 
-func testLogger(t *testing.T) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Output: hclogWriter{t}, Level: hclog.Debug})
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// hclogWriter routes logs to t.Log so they show only on failure.
-type hclogWriter struct{ t *testing.T }
+// logWriter routes logs to t.Log so they show only on failure.
+type logWriter struct{ t *testing.T }
 
-func (w hclogWriter) Write(p []byte) (int, error) {
+func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
 }

@@ -6,13 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -46,7 +46,7 @@ const infinityLifetime = 0xFFFFFFFF
 // this process does afterwards.
 type Manager struct {
 	cfg     Config
-	log     hclog.Logger
+	log     *slog.Logger
 	ns      *netNS
 	bootNow func() time.Duration // fence.Now (CLOCK_BOOTTIME); tests replace it
 

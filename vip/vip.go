@@ -3,13 +3,13 @@ package vip
 import (
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"math"
 	"net"
 	"net/netip"
 	"strings"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // Sentinel errors of this package. Compare with errors.Is.
@@ -169,7 +169,7 @@ type Config struct {
 	FencePinDir string
 
 	// Logger receives the Manager's log lines. nil discards them.
-	Logger hclog.Logger
+	Logger *slog.Logger
 }
 
 // holdLifetime returns the address lifetime Hold installs when remaining
@@ -206,7 +206,7 @@ func (c Config) withDefaults() Config {
 		c.Lifetime = RoundLifetime(c.Lifetime)
 	}
 	if c.Logger == nil {
-		c.Logger = hclog.NewNullLogger()
+		c.Logger = logging.Discard()
 	}
 	return c
 }

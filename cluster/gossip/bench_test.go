@@ -2,7 +2,7 @@ package gossip
 
 import (
 	"bytes"
-	"github.com/hashicorp/go-hclog"
+	"github.com/newbieha/newbieha/internal/logging"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -88,7 +88,7 @@ func BenchmarkDeadDetection(b *testing.B) {
 }
 
 // quiet drops logs: benchmarks print every b.Log line.
-func quiet(c *Config) { c.Logger = hclog.NewNullLogger() }
+func quiet(c *Config) { c.Logger = logging.Discard() }
 
 func closeAll(nodes []*Gossip) {
 	for _, g := range nodes {

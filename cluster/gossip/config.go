@@ -4,10 +4,11 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"net"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -86,7 +87,7 @@ type Config struct {
 	VerifyOrigin func(origin string, cert []byte) (crypto.PublicKey, error)
 	// Logger receives this package's and memberlist's logs (memberlist's
 	// [ERR]/[WARN] lines keep their level). Nil discards them.
-	Logger hclog.Logger
+	Logger *slog.Logger
 
 	// ProbeInterval: see DefaultProbeInterval.
 	ProbeInterval time.Duration
@@ -122,7 +123,7 @@ func (c Config) withDefaults() Config {
 		c.BindAddr = DefaultBindAddr
 	}
 	if c.Logger == nil {
-		c.Logger = hclog.NewNullLogger()
+		c.Logger = logging.Discard()
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval

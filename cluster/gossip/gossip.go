@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"net"
 	"sort"
 	"strconv"
@@ -12,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -96,7 +97,7 @@ func (p *peer) addr() string {
 // All methods are safe for concurrent use.
 type Gossip struct {
 	cfg   Config
-	log   hclog.Logger
+	log   *slog.Logger
 	id    identity
 	ml    *memberlist.Memberlist
 	queue *memberlist.TransmitLimitedQueue
@@ -185,7 +186,7 @@ func New(cfg Config) (*Gossip, error) {
 	mc.TCPTimeout = cfg.TCPTimeout
 	mc.Delegate = delegate{g}
 	mc.Events = events{g}
-	mc.Logger = cfg.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	mc.Logger = logging.StdLog(cfg.Logger, "", slog.LevelInfo, logging.LevelTrace) // its lines start "memberlist:"
 	if cfg.tweak != nil {
 		cfg.tweak(mc)
 	}

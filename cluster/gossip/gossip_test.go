@@ -159,7 +159,7 @@ func TestWrongKey_KeptOut(t *testing.T) {
 	if !errors.Is(err, ErrKeyMismatch) {
 		t.Errorf("wrong-key Join error %q does not match ErrKeyMismatch", err)
 	}
-	if !hasLine(badLog.String(), "[ERROR]", "do not share this gossip key") {
+	if !hasLine(badLog.String(), "level=ERROR", "do not share this gossip key") {
 		t.Errorf("joiner log does not say why at ERROR:\n%s", badLog)
 	}
 
@@ -199,7 +199,7 @@ func TestWrongKey_KeptOut(t *testing.T) {
 	if got := bad.Members(); len(got) != 1 || got[0].Name != "intruder" {
 		t.Errorf("intruder sees %+v; want only itself", got)
 	}
-	if !hasLine(logs[0].String(), "[ERROR]", "could decrypt") {
+	if !hasLine(logs[0].String(), "level=ERROR", "could decrypt") {
 		t.Errorf("node1's log does not show the refused join at ERROR")
 	}
 }

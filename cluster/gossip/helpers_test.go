@@ -9,13 +9,12 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 var (
@@ -50,14 +49,14 @@ func (l *testLog) String() string {
 	return l.buf.String()
 }
 
-func newTestLog(t testing.TB, name string) (*testLog, hclog.Logger) {
+func newTestLog(t testing.TB, name string) (*testLog, *slog.Logger) {
 	l := &testLog{t: t, name: name}
 	t.Cleanup(func() {
 		l.mu.Lock()
 		l.done = true
 		l.mu.Unlock()
 	})
-	return l, hclog.New(&hclog.LoggerOptions{Name: "gossip", Level: hclog.Debug, Output: l})
+	return l, slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})).With("component", "gossip")
 }
 
 // newNode starts a member on ip (127.0.0.x) at a free port with testKey;

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
+	"github.com/newbieha/newbieha/internal/logging"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/newbieha/newbieha/cluster"
 )
@@ -41,7 +40,7 @@ func TestOperatorCert_CLIWritesABundleThatRunsCommandsRemotely(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := cluster.Start(cluster.Config{DataDir: dir, Node: nc, Logger: hclog.NewNullLogger()})
+	a, err := cluster.Start(cluster.Config{DataDir: dir, Node: nc, Logger: logging.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}

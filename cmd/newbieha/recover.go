@@ -3,12 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
 	"io"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/newbieha/newbieha/cluster"
@@ -23,8 +24,8 @@ func withRecoverCmd(r *cobra.Command) *cobra.Command {
 	return r
 }
 
-func offlineLogger(cmd *cobra.Command) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "newbieha", Level: hclog.Warn, Output: cmd.ErrOrStderr()})
+func offlineLogger(cmd *cobra.Command) *slog.Logger {
+	return logging.ForCommand(cmd.ErrOrStderr())
 }
 
 func newRaftRecoverCmd() *cobra.Command {

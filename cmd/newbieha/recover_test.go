@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/newbieha/newbieha/internal/logging"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/newbieha/newbieha/cluster"
@@ -107,7 +107,7 @@ func TestRecoverCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := cluster.Start(cluster.Config{DataDir: dir, Node: nc, Logger: hclog.NewNullLogger()})
+	a, err := cluster.Start(cluster.Config{DataDir: dir, Node: nc, Logger: logging.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}

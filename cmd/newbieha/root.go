@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
 	"io"
 	"net"
 	"net/netip"
@@ -15,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/newbieha/newbieha/cluster"
@@ -104,6 +104,7 @@ func newInitCmd() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
+			opts.Logger = logging.ForCommand(cmd.ErrOrStderr())
 			res, err := cluster.Init(ctx, opts)
 			if err != nil {
 				return err
@@ -231,7 +232,7 @@ func newAgentCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			logger := hclog.New(&hclog.LoggerOptions{Name: nc.Name, Level: hclog.LevelFromString(nc.LogLevel), Output: cmd.ErrOrStderr()})
+			logger := nc.NewLogger(cmd.ErrOrStderr())
 			cfg := cluster.Config{DataDir: dataDir, Node: nc, Logger: logger, ValidateSettings: validateSettings, Version: version, Revision: readBuildInfo().Revision}
 			// Once the agent holds its data dir (a second agent on a live
 			// one fails before this), whatever VIP and fence this node had

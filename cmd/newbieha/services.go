@@ -6,11 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"gopkg.in/yaml.v3"
 
 	"github.com/newbieha/newbieha/cluster"
@@ -27,7 +28,7 @@ type services struct {
 	ctx     context.Context
 	node    string
 	cluster string // cluster id for container labels
-	log     hclog.Logger
+	log     *slog.Logger
 
 	// applyMu serialises the slow rebuilds (OnSettings, Close); mu guards
 	// the fields and is only held briefly, so the agent's calls (Healthy,
@@ -45,7 +46,7 @@ type services struct {
 	active    bool
 }
 
-func newServices(ctx context.Context, dataDir, node string, log hclog.Logger) *services {
+func newServices(ctx context.Context, dataDir, node string, log *slog.Logger) *services {
 	id := "newbieha"
 	if b, err := pki.LoadBundle(filepath.Join(dataDir, "tls")); err == nil {
 		id = "nbha-" + pki.Hash(b.CA.Cert)[:12]
@@ -189,7 +190,7 @@ func (v *services) applyService(s cluster.Settings) error {
 	if err != nil {
 		return err
 	}
-	rec, err := wruntime.NewReconciler(wruntime.ReconcilerConfig{Driver: d, Spec: spec, Mode: mode, Logger: v.log.Named("runtime")})
+	rec, err := wruntime.NewReconciler(wruntime.ReconcilerConfig{Driver: d, Spec: spec, Mode: mode, Logger: logging.Named(v.log, "runtime")})
 	if err != nil {
 		d.Close()
 		return err

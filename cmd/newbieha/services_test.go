@@ -5,14 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/newbieha/newbieha/cluster"
 )
@@ -84,7 +83,7 @@ func TestServices_RunAdoptAndColdStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	log := hclog.NewNullLogger()
+	log := logging.Discard()
 	dataDir := t.TempDir()
 
 	v := newServices(ctx, dataDir, "node1", log)

@@ -2,9 +2,8 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/newbieha/newbieha/internal/sdnotify"
 )
@@ -17,7 +16,7 @@ import (
 // notifyState sends a state to systemd, logging a failure (the agent runs
 // on without it; systemd then times the start out or kills it, and says
 // so).
-func notifyState(logger hclog.Logger, state string) {
+func notifyState(logger *slog.Logger, state string) {
 	if err := sdnotify.Notify(state); err != nil {
 		logger.Warn("tell systemd", "state", state, "error", err)
 	}
@@ -29,7 +28,7 @@ func notifyState(logger hclog.Logger, state string) {
 // about two intervals. It returns a function that stops the pings and
 // waits for them to end; without a watchdog (WATCHDOG_USEC unset) it
 // starts nothing.
-func startWatchdog(logger hclog.Logger, alive func(maxAge time.Duration) error) (stop func()) {
+func startWatchdog(logger *slog.Logger, alive func(maxAge time.Duration) error) (stop func()) {
 	interval, ok := sdnotify.WatchdogInterval()
 	if !ok {
 		return func() {}
@@ -46,7 +45,7 @@ func startWatchdog(logger hclog.Logger, alive func(maxAge time.Duration) error) 
 	}
 }
 
-func watchdogLoop(ctx context.Context, logger hclog.Logger, interval time.Duration, alive func(time.Duration) error) {
+func watchdogLoop(ctx context.Context, logger *slog.Logger, interval time.Duration, alive func(time.Duration) error) {
 	t := time.NewTicker(interval / 2) // sd_watchdog_enabled(3): ping at half the interval
 	defer t.Stop()
 	wasAlive, pingFailed := true, false

@@ -2,14 +2,13 @@ package main
 
 import (
 	"errors"
+	"github.com/newbieha/newbieha/internal/logging"
 	"net"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/newbieha/newbieha/internal/sdnotify"
 )
@@ -59,7 +58,7 @@ func TestWatchdog_PingsOnlyWhileAlive(t *testing.T) {
 		}
 		return nil
 	}
-	stop := startWatchdog(hclog.NewNullLogger(), alive)
+	stop := startWatchdog(logging.Discard(), alive)
 	defer stop()
 
 	for i := range 3 {
@@ -97,7 +96,7 @@ func TestWatchdog_OffWithoutWatchdogUsec(t *testing.T) {
 	conn := notifySocket(t)
 	t.Setenv(sdnotify.WatchdogUsecEnv, "")
 	var calls atomic.Int32
-	stop := startWatchdog(hclog.NewNullLogger(), func(time.Duration) error { calls.Add(1); return nil })
+	stop := startWatchdog(logging.Discard(), func(time.Duration) error { calls.Add(1); return nil })
 	stop()
 	if got := nextDatagram(t, conn, 200*time.Millisecond); got != "" || calls.Load() != 0 {
 		t.Fatalf("with no WATCHDOG_USEC: datagram %q, %d liveness checks; want none", got, calls.Load())

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/newbieha/newbieha/internal/logging"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/newbieha/newbieha/cluster"
 	"github.com/newbieha/newbieha/cluster/pki"
@@ -90,7 +90,7 @@ func releaseVIPCmd(dataDir string) (string, error) {
 var vipCleanup = vip.CleanupCount
 
 // vipFactory builds real VIP managers and records each in the cache first.
-func vipFactory(dataDir string, logger hclog.Logger) cluster.VIPFactory {
+func vipFactory(dataDir string, logger *slog.Logger) cluster.VIPFactory {
 	return func(s cluster.VIPSpec) (cluster.VIP, error) {
 		b, err := json.Marshal(vipCache{Addr: s.Prefix.String(), Iface: s.Iface})
 		if err != nil {
@@ -105,7 +105,7 @@ func vipFactory(dataDir string, logger hclog.Logger) cluster.VIPFactory {
 			GARPRepeat:   s.GARPRepeat,
 			GARPInterval: s.GARPInterval,
 			Refresh:      s.Refresh,
-			Logger:       logger.Named("vip"),
+			Logger:       logging.Named(logger, "vip"),
 		})
 	}
 }
