@@ -50,6 +50,7 @@ func (o *operatorAPI) routes(mux router) {
 		{"GET /v1/events", o.handleEvents},
 		{"GET /v1/config", o.handleConfigShow},
 		{"GET /v1/metrics", o.handleMetrics},
+		{"GET /v1/snapshot", o.handleSnapshot},
 		{"POST /v1/config", o.handleConfigApply},
 		{"POST /v1/tokens", o.handleCreateToken},
 		{"GET /v1/tokens", o.handleListTokens},

@@ -26,6 +26,7 @@ type raftNode struct {
 	fsm       *fsm.FSM
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
+	snaps     raft.SnapshotStore
 }
 
 func raftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
@@ -107,7 +108,7 @@ func openRaft(dataDir string, cfg NodeConfig, bundle *pki.Bundle, logger *slog.L
 		return nil, false, fmt.Errorf("start raft: %w", err)
 	}
 	stream.setAdmit(func(c *x509.Certificate) error { return admitRaftPeer(r, f, c) })
-	return &raftNode{raft: r, fsm: f, store: store, transport: transport}, hadState, nil
+	return &raftNode{raft: r, fsm: f, store: store, transport: transport, snaps: snaps}, hadState, nil
 }
 
 // admitRaftPeer lets a Raft peer in only with a node certificate naming a

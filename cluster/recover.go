@@ -93,6 +93,10 @@ func openOffline(dataDir string, logger *slog.Logger, mustExist, readOnly bool) 
 	return n, nil
 }
 
+// AgentAnswers reports whether an agent serves dataDir's local API
+// socket.
+func AgentAnswers(dataDir string) bool { return agentAnswers(dataDir) != nil }
+
 // agentAnswers fails when an agent serves dataDir's local API socket: for
 // a data dir without a raft.db, which has no lock to take (its raft dir
 // was deleted, perhaps under a running agent, whose lock is then on a

@@ -381,3 +381,69 @@ func TestSnapshot_RestoreRefusesBadFiles(t *testing.T) {
 		return nil
 	})
 }
+
+// snapshot save with the agents running: the leader's file holds every
+// entry committed before the call; nothing stops; the file restores into
+// a wiped node with the same history. A follower saves what it applied.
+func TestSnapshot_OnlineSaveRestoresWithTheSameHistory(t *testing.T) {
+	c := newVIPCluster(t)
+	c.failoverTo("node2")
+	leader := c.leader().agent
+	lname := leader.Name()
+	dir := t.TempDir()
+
+	data, info, err := c.client(lname).Snapshot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := leader.FSM().State()
+	if info.Index < leader.node.raft.CommitIndex() || info.Node != lname || info.Active != "node2" ||
+		info.History != len(live.History) || !reflect.DeepEqual(info.Members, []string{"node1", "node2", "witness"}) {
+		t.Fatalf("online snapshot %+v; leader committed %d, history %d", info, leader.node.raft.CommitIndex(), len(live.History))
+	}
+	file := filepath.Join(dir, "online.nbha")
+	if err := WriteSnapshotFile(file, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSnapshotFile(file, data); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("write over an existing file: %v", err)
+	}
+	// Nothing applied since: the newest snapshot is sent again, same index.
+	_, again, err := c.client(lname).Snapshot(t.Context())
+	if err != nil || again.Index < info.Index {
+		t.Fatalf("second save: %+v, %v; first at %d", again, err, info.Index)
+	}
+	// A follower's own applied state.
+	for name, n := range c.nodes {
+		if name == lname {
+			continue
+		}
+		_, finfo, err := c.client(name).Snapshot(t.Context())
+		if err != nil || finfo.Node != name || finfo.Index == 0 || finfo.Index > n.agent.node.raft.AppliedIndex() {
+			t.Fatalf("follower %s: %+v, %v (applied %d)", name, finfo, err, n.agent.node.raft.AppliedIndex())
+		}
+		break
+	}
+
+	for _, name := range []string{"witness", "node1", "node2"} {
+		c.stop(name)
+	}
+	n := c.nodes["node1"]
+	if err := os.RemoveAll(filepath.Join(n.dataDir, "raft")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RestoreSnapshot(RestoreOptions{DataDir: n.dataDir, File: file, Force: true, Logger: testLogger(t, "restore")}); err != nil {
+		t.Fatal(err)
+	}
+	a := c.start("node1")
+	waitFor(t, 10*time.Second, "node1 to lead alone", func() error {
+		if !a.IsLeader() {
+			return fmt.Errorf("node1 is %s", a.RaftState())
+		}
+		return nil
+	})
+	st := a.FSM().State()
+	if len(st.History) < len(live.History) || !reflect.DeepEqual(st.History[:len(live.History)], live.History) || !reflect.DeepEqual(st.Members, live.Members) {
+		t.Fatalf("restored history %+v\nwant %+v", st.History, live.History)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"github.com/newbieha/newbieha/internal/logging"
@@ -137,7 +138,7 @@ func printRecoverPlan(w io.Writer, p cluster.RecoverPlan) {
 }
 
 func newSnapshotCmd() *cobra.Command {
-	s := &cobra.Command{Use: "snapshot", Short: "Back up and restore the replicated state (offline: the agent stopped)"}
+	s := &cobra.Command{Use: "snapshot", Short: "Back up (online or offline) and restore (offline) the replicated state"}
 	s.AddCommand(newSnapshotSaveCmd(), newSnapshotRestoreCmd(), newSnapshotInspectCmd())
 	return s
 }
@@ -146,16 +147,32 @@ func newSnapshotSaveCmd() *cobra.Command {
 	var opts cluster.SaveOptions
 	var output string
 	cmd := &cobra.Command{
-		Use:   "save FILE --data-dir DIR",
-		Short: "Write this stopped node's replicated state to a new snapshot file (mode 0600)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "save FILE [--data-dir DIR]",
+		Short: "Write the replicated state to a new snapshot file (mode 0600), from the running agent or a stopped node's data dir",
+		Long: `Write the replicated state to a new snapshot file (mode 0600, never over an
+existing file). With an agent running (on --data-dir's socket, or --server),
+the agent takes a Raft snapshot now and sends it: nothing stops, and on the
+leader every committed entry is in it. With the agent stopped, the state is
+read from the data dir (the newest Raft snapshot and the log after it).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
 			opts.File, opts.Logger = args[0], offlineLogger(cmd)
-			info, err := cluster.SaveSnapshot(opts)
-			if err != nil {
+			var info cluster.SnapshotInfo
+			var err error
+			if remote != nil || cluster.AgentAnswers(opts.DataDir) {
+				var data []byte
+				ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+				defer cancel()
+				if data, info, err = agentClient(opts.DataDir).Snapshot(ctx); err != nil {
+					return err
+				}
+				if err = cluster.WriteSnapshotFile(opts.File, data); err != nil {
+					return err
+				}
+			} else if info, err = cluster.SaveSnapshot(opts); err != nil {
 				return err
 			}
 			if output == "json" {
