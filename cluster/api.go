@@ -263,6 +263,7 @@ var errorCodes = []struct {
 	{pki.ErrNoCAKey, "no_ca_key", http.StatusServiceUnavailable},
 	{ErrMemberExists, "member_exists", http.StatusConflict},
 	{ErrUnknownToken, "unknown_token", http.StatusNotFound},
+	{ErrNeedsForce, "needs_force", http.StatusConflict},
 }
 
 var sentinelByCode = func() map[string]error {

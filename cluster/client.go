@@ -130,9 +130,15 @@ func (c *Client) CreateToken(ctx context.Context, ttl time.Duration, role fsm.Ro
 	return t, err
 }
 
-// Remove removes a member from the cluster.
+// Remove removes a member from the cluster; the leader refuses the
+// active node, or a voter the quorum needs, with ErrNeedsForce.
 func (c *Client) Remove(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodPost, "/v1/remove", RemoveRequest{Name: name}, nil)
+	return c.RemoveWith(ctx, RemoveRequest{Name: name})
+}
+
+// RemoveWith removes a member as req says (Force skips RemoveRefusal).
+func (c *Client) RemoveWith(ctx context.Context, req RemoveRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/remove", req, nil)
 }
 
 // Failover asks for a planned handover of the active role.

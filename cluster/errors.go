@@ -24,6 +24,9 @@ var (
 	ErrUnknownMember = errors.New("unknown member")
 	// ErrBadRequest means an API request was malformed.
 	ErrBadRequest = errors.New("bad request")
+	// ErrNeedsForce means a removal would stop the service or cost the
+	// quorum; the message says which, and force does it anyway.
+	ErrNeedsForce = errors.New("refused without force")
 	// ErrForbidden means the caller's identity may not make this call.
 	ErrForbidden = errors.New("forbidden")
 )

@@ -345,7 +345,19 @@ func (o *operatorAPI) handleRemove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
 		return
 	}
-	ran, err := o.onLeader(w, r, req, func() error { return o.a.removeMember(req.Name) })
+	ran, err := o.onLeader(w, r, req, func() error {
+		if o.a.node.raft.State() != raft.Leader {
+			return ErrNotLeader
+		}
+		// The same check the CLI makes, so that a caller of the API
+		// cannot remove the active node or the quorum by accident either.
+		if !req.Force {
+			if why := RemoveRefusal(o.a.Status(r.Context()), req.Name); why != "" {
+				return fmt.Errorf("%w: remove %s: %s", ErrNeedsForce, req.Name, why)
+			}
+		}
+		return o.a.removeMember(req.Name)
+	})
 	if !ran {
 		return
 	}

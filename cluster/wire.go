@@ -50,6 +50,9 @@ type TokenResponse struct {
 // RemoveRequest asks to remove a member.
 type RemoveRequest struct {
 	Name string `json:"name"`
+	// Force removes even the active node, or a voter without which the
+	// remaining voters alive are no majority (RemoveRefusal).
+	Force bool `json:"force,omitempty"`
 }
 
 // SelfReport is one member's own view of itself.

@@ -12,41 +12,6 @@ import (
 
 // memberUp is whether status counts the member as alive: it answered the
 // status call, or gossip sees it.
-func memberUp(m cluster.MemberStatus) bool { return m.Answered || m.Alive }
-
-// removeRefusal says why removing name needs --force, or "" when it does
-// not: name is the active node (the service and the VIP go with it), or a
-// voter whose removal leaves fewer than a majority of the remaining voters
-// alive (the cluster would lose its quorum).
-func removeRefusal(st cluster.Status, name string) string {
-	var why []string
-	if st.Active.Node == name {
-		why = append(why, fmt.Sprintf("%s is the active node: removing it stops the service there and moves the VIP only after its lease runs out; hand over first (newbieha failover --to NODE)", name))
-	}
-	var target *cluster.MemberStatus
-	voters, up := 0, 0
-	var down []string
-	for i, m := range st.Members {
-		if m.Name == name {
-			target = &st.Members[i]
-			continue
-		}
-		if !m.Voter {
-			continue
-		}
-		voters++
-		if memberUp(m) {
-			up++
-		} else {
-			down = append(down, m.Name)
-		}
-	}
-	if target != nil && target.Voter && voters > 0 && up <= voters/2 {
-		sort.Strings(down)
-		why = append(why, fmt.Sprintf("%s is a voter: without it %d of the %d remaining voters are alive (%s down), fewer than the majority of %d the cluster needs to commit anything", name, up, voters, strings.Join(down, ", "), voters/2+1))
-	}
-	return strings.Join(why, "; and ")
-}
 
 // vipWarnings checks a settings document's VIP against the members that
 // status lists: each GPU member's address should lie in the VIP's prefix.

@@ -426,11 +426,14 @@ func newRemoveCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("remove %s: read the status to check what the removal costs: %w (--force skips the check)", args[0], err)
 				}
-				if why := removeRefusal(st, args[0]); why != "" {
+				if why := cluster.RemoveRefusal(st, args[0]); why != "" {
 					return fmt.Errorf("remove %s refused without --force: %s", args[0], why)
 				}
 			}
-			if err := c.Remove(cmd.Context(), args[0]); err != nil {
+			if err := c.RemoveWith(cmd.Context(), cluster.RemoveRequest{Name: args[0], Force: force}); err != nil {
+				if errors.Is(err, cluster.ErrNeedsForce) {
+					return fmt.Errorf("%w (--force removes it anyway)", err)
+				}
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
