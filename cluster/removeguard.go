@@ -43,4 +43,3 @@ func RemoveRefusal(st Status, name string) string {
 	}
 	return strings.Join(why, "; and ")
 }
-
