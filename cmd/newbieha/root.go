@@ -42,8 +42,16 @@ func newRootCmd() *cobra.Command {
 
 // dataDirFlag adds --data-dir to a command.
 func dataDirFlag(cmd *cobra.Command, p *string) {
-	cmd.Flags().StringVar(p, "data-dir", cluster.DefaultDataDir, "the node's data directory (config, TLS material, Raft data, local API socket)")
+	def := cluster.DefaultDataDir
+	if d := os.Getenv(envDataDir); d != "" {
+		def = d
+	}
+	cmd.Flags().StringVar(p, "data-dir", def, "the node's data directory (config, TLS material, Raft data, local API socket) (env "+envDataDir+")")
 }
+
+// envDataDir is the default of --data-dir when set: a host with its data
+// dir elsewhere, or a lab of several nodes on one machine.
+const envDataDir = "NEWBIEHA_DATA_DIR"
 
 // outputFlag adds --output table|json to a command.
 func outputFlag(cmd *cobra.Command, p *string) {

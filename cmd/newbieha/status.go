@@ -23,7 +23,7 @@ const (
 func newStatusCmd() *cobra.Command {
 	var dataDir, output string
 	var watch bool
-	var interval time.Duration
+	var interval, wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "status [--watch [--interval 1s]]",
 		Short: "Show the cluster: leader, active node, VIP, members; exit 1 when degraded",
@@ -35,7 +35,11 @@ Members that do not answer within 750 ms are named.
 Exit codes: 0 healthy; 1 degraded (no leader, no active node or nobody
 holding the VIP, a member that did not answer, a VIP conflict, a blocked
 move); 2 the agent could not be asked. With --watch the view is redrawn in
-place every --interval until Ctrl-C.`,
+place every --interval until Ctrl-C. With --wait the command asks every
+--interval until the cluster is healthy (exit 0) or the time is up (exit 1,
+or 2 when the agent never answered), and prints the last answer: between
+the steps of a rolling restart, "status --wait 2m" holds the next step
+until every member is back.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
@@ -48,7 +52,10 @@ place every --interval until Ctrl-C.`,
 			if watch {
 				return watchStatus(cmd.Context(), cmd.OutOrStdout(), client.Status, interval)
 			}
-			st, err := client.Status(cmd.Context())
+			if wait < 0 {
+				return fmt.Errorf("--wait %v: want a duration of 0 or more", wait)
+			}
+			st, err := waitHealthy(cmd.Context(), client.Status, wait, interval)
 			if err != nil {
 				return &exitError{statusNoAnswer, err}
 			}
@@ -68,7 +75,8 @@ place every --interval until Ctrl-C.`,
 	dataDirFlag(cmd, &dataDir)
 	outputFlag(cmd, &output)
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "redraw the status in place every --interval until interrupted")
-	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often --watch asks")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "how often --watch and --wait ask")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "ask again until the cluster is healthy, for at most this long")
 	return cmd
 }
 
@@ -105,6 +113,38 @@ func watchStatus(ctx context.Context, w io.Writer, get func(context.Context) (cl
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// waitHealthy asks until the status has no problems or wait has passed,
+// and returns the last answer; the error is the last one when no answer
+// came at all. wait 0 asks once.
+func waitHealthy(ctx context.Context, get func(context.Context) (cluster.Status, error), wait, interval time.Duration) (cluster.Status, error) {
+	deadline := time.Now().Add(wait)
+	var last cluster.Status
+	answered := false
+	for {
+		st, err := get(ctx)
+		if err == nil {
+			last, answered = st, true
+			if len(st.Problems()) == 0 {
+				return st, nil
+			}
+		}
+		if !time.Now().Add(interval).Before(deadline) {
+			if !answered {
+				return last, err
+			}
+			return last, nil
+		}
+		select {
+		case <-ctx.Done():
+			if !answered {
+				return last, ctx.Err()
+			}
+			return last, nil
+		case <-time.After(interval):
 		}
 	}
 }

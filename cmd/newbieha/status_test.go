@@ -158,3 +158,41 @@ func TestStatus_WatchRedrawsInAPseudoTerminal(t *testing.T) {
 		t.Fatal("status wrote into the data dir")
 	}
 }
+
+// status --wait asks again until the cluster is healthy: it returns 0 once
+// a degraded cluster heals, 1 when it stays degraded past the wait, 2 when
+// no agent ever answered; and NEWBIEHA_DATA_DIR stands for --data-dir.
+func TestStatus_WaitUntilHealthy(t *testing.T) {
+	var st atomic.Pointer[cluster.Status]
+	dir := fakeAgent(t, &st)
+	s := healthyStatus("node1")
+	s.Leader = ""
+	st.Store(s)
+	healed := make(chan struct{})
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		st.Store(healthyStatus("node2"))
+		close(healed)
+	}()
+	t.Setenv("NEWBIEHA_DATA_DIR", dir)
+	if err := run(t, "status", "--wait", "30s", "--interval", "100ms"); err != nil {
+		t.Fatalf("status --wait on a cluster that heals: %v", err)
+	}
+	select {
+	case <-healed:
+	default:
+		t.Fatal("status --wait returned 0 before the cluster was healthy")
+	}
+	s = healthyStatus("node1")
+	s.Blocked = "hold-down"
+	st.Store(s)
+	if err := run(t, "status", "--wait", "500ms", "--interval", "100ms"); exitCode(err) != statusDegraded || !strings.Contains(err.Error(), "hold-down") {
+		t.Fatalf("status --wait on a cluster that stays degraded: exit %d, %v", exitCode(err), err)
+	}
+	if err := run(t, "status", "--wait", "300ms", "--interval", "100ms", "--data-dir", t.TempDir()); exitCode(err) != statusNoAnswer {
+		t.Fatalf("status --wait with no agent: exit %d, %v", exitCode(err), err)
+	}
+	if err := run(t, "status", "--wait", "-1s"); err == nil || !strings.Contains(err.Error(), "--wait -1s") {
+		t.Fatalf("negative --wait: %v", err)
+	}
+}
