@@ -159,6 +159,25 @@ func (s Status) Problems() []string {
 	for _, n := range s.Unanswered {
 		out = append(out, "member "+n+" did not answer")
 	}
+	// What a rolling restart must wait out before it takes the next
+	// member away: a voter that has just started grants no lease yet (with
+	// another voter gone the holder would find no majority), and a GPU node
+	// whose service is unhealthy cannot take the active role over.
+	for _, m := range s.Members {
+		if m.Raft == RaftUnreachable {
+			continue
+		}
+		if q := time.Duration(m.Lease.Quarantine); q > 0 {
+			out = append(out, fmt.Sprintf("member %s grants no lease for %v more (start-up quarantine)", m.Name, q.Round(100*time.Millisecond)))
+		}
+		if m.Role == fsm.RoleGPU && (m.Answered || m.Alive) && !m.Healthy {
+			why := m.HealthReason
+			if why == "" {
+				why = "no health report yet"
+			}
+			out = append(out, fmt.Sprintf("member %s is unhealthy: %s", m.Name, why))
+		}
+	}
 	if s.VIP.Conflict != "" {
 		out = append(out, "VIP conflict: "+s.VIP.Conflict)
 	}

@@ -34,7 +34,8 @@ Members that do not answer within 750 ms are named.
 
 Exit codes: 0 healthy; 1 degraded (no leader, no active node or nobody
 holding the VIP, a member that did not answer, a VIP conflict, a blocked
-move); 2 the agent could not be asked. With --watch the view is redrawn in
+move, a voter in its start-up quarantine, an unhealthy GPU node); 2 the
+agent could not be asked. With --watch the view is redrawn in
 place every --interval until Ctrl-C. With --wait the command asks every
 --interval until the cluster is healthy (exit 0) or the time is up (exit 1,
 or 2 when the agent never answered), and prints the last answer: between

@@ -75,6 +75,14 @@ func TestStatus_ExitCodes(t *testing.T) {
 			s.VIP = cluster.VIPStatus{Address: "10.0.0.100/24", Holder: "node1", Conflict: "held by node1 and node2"}
 		},
 		"move blocked": func(s *cluster.Status) { s.Blocked = "hold-down" },
+		"member node2 is unhealthy: http:service failing": func(s *cluster.Status) {
+			s.Members = append(s.Members, cluster.MemberStatus{Name: "node2", Role: fsm.RoleGPU, Raft: cluster.RaftFollower, Answered: true, HealthReason: "http:service failing"})
+		},
+		"member witness grants no lease for 2.5s more": func(s *cluster.Status) {
+			m := cluster.MemberStatus{Name: "witness", Role: fsm.RoleWitness, Raft: cluster.RaftFollower, Answered: true}
+			m.Lease.Quarantine = cluster.Duration(2500 * time.Millisecond)
+			s.Members = append(s.Members, m)
+		},
 	}
 	st.Store(healthyStatus("node1"))
 	if err := run(t, "status", "--data-dir", dir); err != nil {
