@@ -402,10 +402,10 @@ func TestSnapshot_OnlineSaveRestoresWithTheSameHistory(t *testing.T) {
 		t.Fatalf("online snapshot %+v; leader committed %d, history %d", info, leader.node.raft.CommitIndex(), len(live.History))
 	}
 	file := filepath.Join(dir, "online.nbha")
-	if err := WriteSnapshotFile(file, data); err != nil {
+	if err := WriteNewFile(file, data); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteSnapshotFile(file, data); err == nil || !strings.Contains(err.Error(), "exists") {
+	if err := WriteNewFile(file, data); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Fatalf("write over an existing file: %v", err)
 	}
 	// Nothing applied since: the newest snapshot is sent again, same index.

@@ -130,6 +130,7 @@ func (c *Client) Snapshot(ctx context.Context) ([]byte, SnapshotInfo, error) {
 	return data, info, nil
 }
 
-// WriteSnapshotFile writes data to a new file at path (mode 0600, synced,
-// never over an existing file), as the offline save does.
-func WriteSnapshotFile(path string, data []byte) error { return writeNewFile(path, data) }
+// WriteNewFile writes data to a new file at path: mode 0600 from the
+// first byte, synced, linked into place, never over an existing file (a
+// snapshot, a token file).
+func WriteNewFile(path string, data []byte) error { return writeNewFile(path, data) }

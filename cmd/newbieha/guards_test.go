@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/newbieha/newbieha/cluster"
 	"github.com/newbieha/newbieha/fsm"
@@ -53,6 +54,10 @@ func newOpsAgent(t *testing.T, st cluster.Status) (*opsAgent, string) {
 		case r.Method == http.MethodPost:
 			b, _ := io.ReadAll(r.Body)
 			f.posts = append(f.posts, r.URL.Path+" "+string(b))
+			if r.URL.Path == "/v1/tokens" {
+				_ = json.NewEncoder(w).Encode(cluster.TokenResponse{Token: "nbha1.test-token", Expires: time.Now().Add(time.Hour), Role: fsm.RoleGPU})
+				return
+			}
 			_, _ = io.WriteString(w, "{}")
 		default:
 			http.NotFound(w, r)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -39,5 +41,27 @@ func TestOutput_JSON(t *testing.T) {
 	}
 	if _, _, err := runOut(t, "version", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "want table or json") {
 		t.Fatalf("version -o yaml: %v", err)
+	}
+}
+
+// token create --out writes the token alone to a new 0600 file (what
+// join --token-file accepts) and never over an existing one.
+func TestTokenCreate_OutFile(t *testing.T) {
+	_, dir := newOpsAgent(t, threeNodes())
+	file := filepath.Join(t.TempDir(), "token")
+	out, _, err := runOut(t, "token", "create", "--uses", "2", "--out", file, "--data-dir", dir)
+	if err != nil || !strings.Contains(out, "token written to "+file) {
+		t.Fatalf("token create --out: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, %v; want mode 0600", fi, err)
+	}
+	b, _ := os.ReadFile(file)
+	if tok := strings.TrimSpace(string(b)); tok == "" || strings.Contains(out, tok) {
+		t.Fatalf("token file %q; the token must be in the file only, not printed (%q)", b, out)
+	}
+	if _, _, err := runOut(t, "token", "create", "--out", file, "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("token create --out over an existing file: %v", err)
 	}
 }

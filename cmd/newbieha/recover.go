@@ -169,7 +169,7 @@ read from the data dir (the newest Raft snapshot and the log after it).`,
 				if data, info, err = agentClient(opts.DataDir).Snapshot(ctx); err != nil {
 					return err
 				}
-				if err = cluster.WriteSnapshotFile(opts.File, data); err != nil {
+				if err = cluster.WriteNewFile(opts.File, data); err != nil {
 					return err
 				}
 			} else if info, err = cluster.SaveSnapshot(opts); err != nil {

@@ -382,10 +382,10 @@ func newTokenCmd() *cobra.Command {
 	var ttl time.Duration
 	var role string
 	var uses int
-	var output string
+	var output, out string
 	create := &cobra.Command{
-		Use:   "create",
-		Short: "Create a join token (printed alone on stdout)",
+		Use:   "create [--out FILE]",
+		Short: "Create a join token (printed alone on stdout, or written to a new 0600 file with --out)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl <= 0 {
@@ -400,9 +400,23 @@ func newTokenCmd() *cobra.Command {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
+			if out != "" {
+				if _, err := os.Lstat(out); err == nil {
+					return fmt.Errorf("--out %s: the file exists; a token file is never overwritten", out)
+				}
+			}
 			t, err := agentClient(dataDir).CreateTokenUses(cmd.Context(), ttl, fsm.Role(role), uses)
 			if err != nil {
 				return err
+			}
+			if out != "" {
+				// For join --token-file: mode 0600 from the first byte, a
+				// new file only, synced.
+				if err := cluster.WriteNewFile(out, []byte(t.Token+"\n")); err != nil {
+					return fmt.Errorf("--out %s: %w", out, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "token written to %s (mode 0600; admits %d node(s) as %s until %s)\n", out, uses, role, t.Expires.Format(time.RFC3339))
+				return nil
 			}
 			if output == "json" {
 				return printJSON(cmd.OutOrStdout(), t)
@@ -415,6 +429,7 @@ func newTokenCmd() *cobra.Command {
 	outputFlag(create, &output)
 	create.Flags().DurationVar(&ttl, "ttl", cluster.DefaultTokenTTL, "how long the token is valid (at most 168h)")
 	create.Flags().StringVar(&role, "role", "gpu", "the role the token admits: gpu (a GPU node, which gets the CA key, or a witness) or witness (a witness only)")
+	create.Flags().StringVar(&out, "out", "", "write the token to this new `FILE` (mode 0600) for join --token-file, instead of printing it")
 	create.Flags().IntVar(&uses, "uses", cluster.DefaultTokenUses, fmt.Sprintf("how many nodes the token admits (at most %d)", fsm.MaxTokenUses))
 	token.AddCommand(create, newTokenListCmd(agentClient), newTokenRevokeCmd(agentClient))
 	return token
