@@ -233,6 +233,17 @@ func (l *lab) cleanup() {
 		case <-time.After(10 * time.Second):
 		}
 	}
+	// Whatever else runs in the lab's namespaces (agents a runbook's
+	// systemctl started, their children) goes too.
+	for _, h := range l.hosts {
+		out, _ := exec.Command("ip", "netns", "pids", h.ns).Output()
+		for _, f := range strings.Fields(string(out)) {
+			var pid int
+			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 	for _, h := range l.hosts {
 		if l.t.Failed() || os.Getenv("LAB_LOGS") != "" {
 			if b, err := os.ReadFile(h.logPath); err == nil {
