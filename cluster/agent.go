@@ -93,6 +93,9 @@ type Config struct {
 	// removes any VIP and fence this node left from before. An error stops
 	// the start.
 	BeforeStart func() error
+	// Web is the status page (package web), served at / on the metrics
+	// address when the node config has web: true.
+	Web http.Handler
 	// ProbeVIP asks by ARP on iface who answers for ip; a node without a
 	// VIP actuator (the witness) uses it to watch for conflicts when it
 	// shares the VIP's segment. nil turns that off.
@@ -307,6 +310,16 @@ func (a *Agent) serve() error {
 		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /metrics", a.handleMetrics)
+		if a.cfg.Web != nil && a.cfg.Node.Web {
+			page := a.cfg.Web
+			if a.cfg.Node.WebOperatorCert {
+				page = a.requireOperator(page)
+				// security: the node certificate serves it; a client
+				// certificate is asked for, and the page needs one.
+				mln = tls.NewListener(mln, a.bundle.APIServerConfig())
+			}
+			mux.Handle("/", page)
+		}
 		a.metricsSrv = limitServer(&http.Server{Handler: mux, ErrorLog: errLog}, remoteLimits)
 		servers = append(servers, struct {
 			srv *http.Server

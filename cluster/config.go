@@ -85,6 +85,13 @@ type NodeConfig struct {
 	// MetricsAddr, when set, serves Prometheus metrics over plain HTTP
 	// (e.g. 127.0.0.1:7703). They are also at /v1/metrics on the API.
 	MetricsAddr string `yaml:"metrics_addr,omitempty"`
+	// Web serves the read-only status page at / on MetricsAddr
+	// (docs/web.md); off by default.
+	Web bool `yaml:"web,omitempty"`
+	// WebOperatorCert serves MetricsAddr over TLS (the node certificate)
+	// and lets only operator certificates see the page; /metrics stays
+	// open to any client.
+	WebOperatorCert bool `yaml:"web_operator_cert,omitempty"`
 }
 
 // DefaultNodeConfig returns a config with every default filled in.
@@ -144,6 +151,12 @@ func (c NodeConfig) Validate() error {
 		if _, err := netip.ParseAddrPort(c.MetricsAddr); err != nil {
 			errs = append(errs, fmt.Errorf("key \"metrics_addr\": %q is not ip:port", c.MetricsAddr))
 		}
+	}
+	if c.Web && c.MetricsAddr == "" {
+		errs = append(errs, errors.New("key \"web\": the page is served on metrics_addr, which is not set"))
+	}
+	if c.WebOperatorCert && !c.Web {
+		errs = append(errs, errors.New("key \"web_operator_cert\": set web: true too (there is no page to protect)"))
 	}
 	if err := c.Raft.Validate(); err != nil {
 		errs = append(errs, err)

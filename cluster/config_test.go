@@ -46,6 +46,8 @@ func TestParseNodeConfig_BadConfigsNameTheKey(t *testing.T) {
 		{"bad join", goodConfig + "join: [10.0.0.2]\n", `"join[0]"`},
 		{"bad log level", goodConfig + "log_level: loud\n", `"log_level"`},
 		{"bad log format", goodConfig + "log_format: xml\n", `"log_format": "xml" is not text or json`},
+		{"web without metrics_addr", goodConfig + "web: true\n", `"web": the page is served on metrics_addr, which is not set`},
+		{"web_operator_cert without web", goodConfig + "metrics_addr: 127.0.0.1:7703\nweb_operator_cert: true\n", `"web_operator_cert": set web: true too`},
 		{"empty", "", `"name"`},
 		{"not yaml", "name: [unclosed\n", "YAML"},
 	}

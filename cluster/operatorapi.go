@@ -513,3 +513,17 @@ func (o *operatorAPI) handleDrillInject(w http.ResponseWriter, r *http.Request) 
 	o.audit(r, fmt.Sprintf("drill inject on %s: check %s forced %s for %v", a.Name(), req.Check, verdict, time.Duration(req.For)))
 	writeJSON(w, http.StatusOK, struct{}{})
 }
+
+// requireOperator lets only an operator certificate through to h (the
+// status page with web_operator_cert): a request without one gets 401,
+// any other certificate 403.
+func (a *Agent) requireOperator(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := a.identify(r, false)
+		if !c.operator() {
+			refuse(a, w, r, c, "is the status page, which this node shows to operator certificates only (web_operator_cert)")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -121,11 +121,18 @@ func TestRecoverCLI(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"raft", "recover", "--data-dir", dir, "--force"},
-		{"snapshot", "save", filepath.Join(t.TempDir(), "x"), "--data-dir", dir},
 		{"snapshot", "restore", file, "--data-dir", dir, "--force"},
 	} {
 		if _, err := runRecoverCLI(t, args...); !errors.Is(err, cluster.ErrDataDirLocked) || !strings.Contains(err.Error(), "raft.db") {
 			t.Fatalf("%s on a running agent: %v, want the lock named", strings.Join(args[:2], " "), err)
 		}
+	}
+	// snapshot save on a running agent asks the agent for the state.
+	online := filepath.Join(t.TempDir(), "online.nbha")
+	if out, err := runRecoverCLI(t, "snapshot", "save", online, "--data-dir", dir); err != nil || !strings.Contains(out, "Saved "+online) {
+		t.Fatalf("snapshot save on a running agent: %v\n%s", err, out)
+	}
+	if info, _, err := cluster.ReadSnapshotFile(online); err != nil || info.Node != "node1" || info.Index == 0 {
+		t.Fatalf("online snapshot file: %+v, %v", info, err)
 	}
 }

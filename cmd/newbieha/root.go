@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/newbieha/newbieha/internal/logging"
+	"github.com/newbieha/newbieha/web"
 	"io"
 	"net"
 	"net/netip"
@@ -80,7 +81,8 @@ func printJSON(w io.Writer, v any) error {
 
 func newInitCmd() *cobra.Command {
 	var opts cluster.InitOptions
-	var role, output, clusterConfig, metricsAddr string
+	var role, output, clusterConfig string
+	var metricsAddr metricsOpts
 	cmd := &cobra.Command{
 		Use:   "init --name NAME --advertise IP",
 		Short: "Create a new cluster on this node and print the join command for the others",
@@ -143,43 +145,55 @@ func newInitCmd() *cobra.Command {
 	return cmd
 }
 
-// metricsAddrFlag adds --metrics-addr to init and join.
-func metricsAddrFlag(cmd *cobra.Command, p *string) {
-	cmd.Flags().StringVar(p, "metrics-addr", "", "also serve Prometheus metrics over plain HTTP at this ip:port, e.g. 127.0.0.1:7703 (metrics_addr in the node config; docs/metrics.md)")
+// metricsOpts are init's and join's --metrics-addr and --web.
+type metricsOpts struct {
+	addr string
+	web  bool
 }
 
-// checkMetricsAddr checks --metrics-addr before anything is created.
-func checkMetricsAddr(addr string) error {
-	if addr == "" {
+// metricsAddrFlag adds --metrics-addr and --web to init and join.
+func metricsAddrFlag(cmd *cobra.Command, p *metricsOpts) {
+	cmd.Flags().StringVar(&p.addr, "metrics-addr", "", "also serve Prometheus metrics over plain HTTP at this ip:port, e.g. 127.0.0.1:7703 (metrics_addr in the node config; docs/metrics.md)")
+	cmd.Flags().BoolVar(&p.web, "web", false, "also serve the read-only status page on --metrics-addr (web: true in the node config; docs/web.md)")
+}
+
+// checkMetricsAddr checks --metrics-addr and --web before anything is
+// created.
+func checkMetricsAddr(o metricsOpts) error {
+	if o.web && o.addr == "" {
+		return errors.New("--web needs --metrics-addr: the page is served there")
+	}
+	if o.addr == "" {
 		return nil
 	}
-	if _, err := netip.ParseAddrPort(addr); err != nil {
-		return fmt.Errorf("--metrics-addr %q must be ip:port (for example 127.0.0.1:7703): %w", addr, err)
+	if _, err := netip.ParseAddrPort(o.addr); err != nil {
+		return fmt.Errorf("--metrics-addr %q must be ip:port (for example 127.0.0.1:7703): %w", o.addr, err)
 	}
 	return nil
 }
 
-// writeMetricsAddr sets metrics_addr in the node config that init or join
-// has just written ("" leaves it unset).
-func writeMetricsAddr(dataDir, addr string) error {
-	if addr == "" {
+// writeMetricsAddr sets metrics_addr (and web) in the node config that
+// init or join has just written ("" leaves them unset).
+func writeMetricsAddr(dataDir string, o metricsOpts) error {
+	if o.addr == "" {
 		return nil
 	}
 	path := filepath.Join(dataDir, cluster.ConfigFileName)
 	nc, err := cluster.LoadNodeConfig(path)
 	if err == nil {
-		nc.MetricsAddr = addr
+		nc.MetricsAddr, nc.Web = o.addr, o.web
 		err = cluster.WriteNodeConfig(path, nc)
 	}
 	if err != nil {
-		return fmt.Errorf("the node is set up, but --metrics-addr was not saved (set metrics_addr: %s in %s by hand): %w", addr, path, err)
+		return fmt.Errorf("the node is set up, but --metrics-addr and --web were not saved (set metrics_addr: %s and web: %v in %s by hand): %w", o.addr, o.web, path, err)
 	}
 	return nil
 }
 
 func newJoinCmd() *cobra.Command {
 	var opts cluster.JoinOptions
-	var role, tokenFile, metricsAddr string
+	var role, tokenFile string
+	var metricsAddr metricsOpts
 	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "join ADDR --token-file PATH|--token TOKEN --name NAME --role gpu|witness --advertise IP",
@@ -274,9 +288,17 @@ func newAgentCmd() *cobra.Command {
 				}
 			}
 			cfg.ProbeVIP = vip.Probe
+			var page *webSource
+			if nc.Web {
+				page = newWebSource(dataDir)
+				cfg.Web = web.Handler(page.get)
+			}
 			a, err := cluster.Start(cfg)
 			if err != nil {
 				return err
+			}
+			if page != nil {
+				page.agent.Store(a)
 			}
 			// systemd (deploy/systemd): ready once serving; the watchdog
 			// is pinged only while the agent's loops tick (systemd.go).
