@@ -37,6 +37,26 @@ function bytes(n) {
   return g >= 1 ? g.toFixed(1) + " GiB" : (n / (1 << 20)).toFixed(0) + " MiB";
 }
 
+// dur shortens a Go duration ("463.027332ms", "1m2.5s") for people.
+function dur(d) {
+  if (!d) return "–";
+  const m = /^([0-9.]+)(ns|µs|us|ms|s)$/.exec(d);
+  if (!m) return d.replace(/(\.\d)\d+s$/, "$1s");
+  const v = parseFloat(m[1]);
+  switch (m[2]) {
+    case "ns": case "µs": case "us": return "<1 ms";
+    case "ms": return Math.round(v) + " ms";
+    default: return (v < 10 ? v.toFixed(2) : v.toFixed(1)) + " s";
+  }
+}
+
+// report is a member's health report: the agent's own answer nests it
+// under "report", beside its workload.
+function report(m) {
+  const h = m.health || {};
+  return h.report || h;
+}
+
 function render(s) {
   const st = s.status;
   $("vip").textContent = st.vip && st.vip.address ? st.vip.address : "none configured";
@@ -65,7 +85,7 @@ function render(s) {
   const members = st.members || [];
   fill($("members").tBodies[0], members.map((m) => {
     const lease = m.lease || {};
-    const leaseText = lease.left ? "holds, " + lease.left + " left" : (lease.quarantine ? "quarantine " + lease.quarantine : (lease.grant_to ? "grants " + lease.grant_to : "–"));
+    const leaseText = lease.left ? "holds, " + dur(lease.left) + " left" : (lease.quarantine ? "quarantine " + dur(lease.quarantine) : (lease.grant_to ? "grants " + lease.grant_to : "–"));
     const tr = el("tr", { "data-member": m.name },
       cell("name", m.name),
       cell("role", m.role),
@@ -77,7 +97,7 @@ function render(s) {
       cell("vip", m.holds_vip ? "holds" : "–"),
       cell("lease", leaseText),
       cell("raft-index", m.answered ? m.term + " / " + m.applied_index : "–"),
-      cell("last-contact", m.last_contact || "–"),
+      cell("last-contact", dur(m.last_contact)),
       cell("version", m.version || "–"));
     if (m.holds_vip) tr.className = "holder-row";
     return tr;
@@ -85,7 +105,7 @@ function render(s) {
 
   const checks = [], gpus = [];
   for (const m of members) {
-    const h = m.health || {};
+    const h = report(m);
     for (const c of h.checks || []) {
       checks.push(el("tr", { "data-check": m.name + "/" + c.kind + ":" + c.name },
         cell("member", m.name), cell("check", c.kind + ":" + c.name),
