@@ -32,6 +32,10 @@ type InitOptions struct {
 	Ports     Ports       // zero means defaults
 	Raft      RaftTimings // zero means defaults
 	TokenTTL  time.Duration
+	// Maintenance, when not empty, starts the cluster in maintenance
+	// with this reason: no node becomes active and nobody claims the VIP
+	// until `maintenance off` (a cutover from Keepalived, docs/cutover.md).
+	Maintenance string
 	// TokenUses is how many nodes the first token admits (0:
 	// DefaultInitTokenUses, the other GPU node and the witness).
 	TokenUses int
@@ -144,6 +148,11 @@ func Init(ctx context.Context, opts InitOptions) (InitResult, error) {
 			Certs: []fsm.MemberCert{{Serial: pki.Serial(cert), Expires: cert.NotAfter.UTC()}}}},
 		fsm.CreateToken{Token: fsm.Token{ID: tok.ID, SecretHash: tok.SecretHash(), CreatedAt: now, Expires: now.Add(ttl), Role: fsm.RoleGPU, UsesAllowed: uses}},
 		fsm.SetSettings{Settings: settingsJSON},
+	}
+	if opts.Maintenance != "" {
+		// Before any agent runs: the first leader's controller finds it
+		// on and names no active node.
+		cmds = append(cmds, fsm.SetMaintenance{On: true, Time: now, Reason: opts.Maintenance, By: "root@" + cfg.Name})
 	}
 	for _, c := range cmds {
 		data, err := fsm.Encode(c)

@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"time"
+
 	"context"
+	"github.com/newbieha/newbieha/fsm"
 	"testing"
 )
 
@@ -27,5 +30,37 @@ func TestStatus_MaintenanceInfo(t *testing.T) {
 	}
 	if st, err = local.Status(ctx); err != nil || st.Maintenance || st.MaintenanceInfo != nil {
 		t.Fatalf("after off: %v, %v, %+v", err, st.Maintenance, st.MaintenanceInfo)
+	}
+}
+
+// init --maintenance: the cluster forms, but no node becomes active and
+// nobody holds the VIP until maintenance is off (a cutover from
+// Keepalived, which still holds the address meanwhile).
+func TestInit_InMaintenanceNobodyHoldsUntilItIsOff(t *testing.T) {
+	c := newTestCluster(t)
+	c.wire = newFakeWire(t)
+	c.settings = []byte(testVIPSettings)
+	c.health["node1"], c.health["node2"] = &fakeHealth{}, &fakeHealth{}
+	c.initOptions = func(o *InitOptions) { o.Maintenance = "cutover from keepalived" }
+	c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", fsm.RoleGPU, "node1")
+	c.join("witness", "127.0.0.3", fsm.RoleWitness, "node1")
+	ctx := context.Background()
+	waitFor(t, 20*time.Second, "three voters", func() error {
+		return healthyStatus(c.nodes["node1"].agent.Status(ctx), "node1", "node2", "witness")
+	})
+	// Well past the quarantine and a lease round: still nobody.
+	time.Sleep(5 * time.Second)
+	st := c.nodes["node2"].agent.Status(ctx)
+	if st.Active.Node != "" || len(c.wire.holders()) != 0 || !st.Maintenance || st.MaintenanceInfo == nil ||
+		st.MaintenanceInfo.Reason != "cutover from keepalived" || st.MaintenanceInfo.By != "root@node1" {
+		t.Fatalf("in maintenance from init: active %q, holders %v, maintenance %v %+v", st.Active.Node, c.wire.holders(), st.Maintenance, st.MaintenanceInfo)
+	}
+	if err := c.client("node2").Maintenance(ctx, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	c.waitHolder("node1") // the preferred (here: the leader's own) healthy GPU node
+	if h := c.nodes["node1"].agent.FSM().State().History; len(h) != 1 || h[0].Reason != "startup" {
+		t.Fatalf("history %+v, want one startup entry", h)
 	}
 }

@@ -136,6 +136,7 @@ func newInitCmd() *cobra.Command {
 	cmd.Flags().StringVar(&role, "role", "gpu", "this node's role: gpu or witness")
 	cmd.Flags().DurationVar(&opts.TokenTTL, "token-ttl", cluster.DefaultTokenTTL, "validity of the first join token")
 	cmd.Flags().StringVar(&clusterConfig, "cluster-config", "", "cluster settings file (YAML: vip, service, timings) to store at bootstrap")
+	cmd.Flags().StringVar(&opts.Maintenance, "maintenance", "", "start the cluster in maintenance with this `REASON`: no node becomes active and nobody claims the VIP until maintenance off (a cutover from Keepalived: docs/cutover.md)")
 	metricsAddrFlag(cmd, &metricsAddr)
 	dataDirFlag(cmd, &opts.DataDir)
 	portFlags(cmd, &opts.Ports)
