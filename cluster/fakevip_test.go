@@ -25,6 +25,7 @@ type fakeWire struct {
 	crashed   map[string]bool    // Release and Close do nothing: as if the agent died
 	foreign   []net.HardwareAddr // hosts outside the cluster that answer for the VIP
 	announces map[string]int
+	prepared  map[string]int // node -> Prepare calls (fences installed)
 }
 
 type fakeClaim struct {
@@ -33,7 +34,7 @@ type fakeClaim struct {
 }
 
 func newFakeWire(t *testing.T) *fakeWire {
-	return &fakeWire{t: t, deadline: map[string]time.Duration{}, present: map[string]bool{}, crashed: map[string]bool{}, announces: map[string]int{}}
+	return &fakeWire{t: t, deadline: map[string]time.Duration{}, present: map[string]bool{}, crashed: map[string]bool{}, announces: map[string]int{}, prepared: map[string]int{}}
 }
 
 // factory returns a VIPFactory for node.
@@ -79,7 +80,12 @@ type fakeVIP struct {
 	node string
 }
 
-func (v *fakeVIP) Prepare() error { return nil }
+func (v *fakeVIP) Prepare() error {
+	v.w.mu.Lock()
+	v.w.prepared[v.node]++
+	v.w.mu.Unlock()
+	return nil
+}
 
 func (v *fakeVIP) Hold(_ context.Context, deadline time.Duration) (bool, error) {
 	w := v.w

@@ -100,7 +100,7 @@ func (r *leaseRunner) run(ctx context.Context) {
 func (r *leaseRunner) tick(ctx context.Context) time.Duration {
 	v := r.env.holderView()
 	v.Stopping = r.stopping.Load()
-	if err := r.ensureVIP(); err != nil {
+	if err := r.ensureVIP(v.Active != ""); err != nil {
 		r.setErr(err)
 	}
 	now := r.clock()
@@ -317,13 +317,22 @@ func (r *leaseRunner) currentVIP() VIP {
 
 // ensureVIP (re)builds the VIP actuator when the VIP settings change; the
 // old one is released (fence closed, address removed) and closed first.
-func (r *leaseRunner) ensureVIP() error {
+// The first one is built only once the state names an active node
+// (named): building it installs the fence on the VIP's interface, closed,
+// which drops the VIP's traffic on this host, and until then the address
+// may belong to another daemon here (Keepalived during a cutover from it:
+// init --maintenance, docs/cutover.md). A node claims only when it is
+// named, and the actuator is built before the claim in the same tick.
+func (r *leaseRunner) ensureVIP(named bool) error {
 	if r.newVIP == nil || !r.gpu {
 		return nil
 	}
 	spec, ok := r.env.vipSpec()
 	r.act.Lock()
 	defer r.act.Unlock()
+	if r.vip == nil && !named {
+		return nil
+	}
 	if (ok && r.vip != nil && r.spec == spec) || (!ok && r.vip == nil) {
 		return nil
 	}

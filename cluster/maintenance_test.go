@@ -56,6 +56,14 @@ func TestInit_InMaintenanceNobodyHoldsUntilItIsOff(t *testing.T) {
 		st.MaintenanceInfo.Reason != "cutover from keepalived" || st.MaintenanceInfo.By != "root@node1" {
 		t.Fatalf("in maintenance from init: active %q, holders %v, maintenance %v %+v", st.Active.Node, c.wire.holders(), st.Maintenance, st.MaintenanceInfo)
 	}
+	// Nor has any GPU node put its fence on the VIP's interface: until a
+	// node is named active the address may be another daemon's there.
+	c.wire.mu.Lock()
+	prepared := len(c.wire.prepared)
+	c.wire.mu.Unlock()
+	if prepared != 0 {
+		t.Fatalf("fences installed in maintenance before any node was named: %v", c.wire.prepared)
+	}
 	if err := c.client("node2").Maintenance(ctx, false, ""); err != nil {
 		t.Fatal(err)
 	}
