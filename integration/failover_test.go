@@ -134,9 +134,10 @@ type watchReport struct {
 		Failed   int       `json:"failed"`
 		At       time.Time `json:"at"`
 	} `json:"switches"`
-	First string `json:"first"`
-	Last  string `json:"last"`
-	ARP   *struct {
+	First    string  `json:"first"`
+	Last     string  `json:"last"`
+	MaxGapMs float64 `json:"max_gap_ms"` // the longest time without a good answer
+	ARP      *struct {
 		Probes    int                     `json:"probes"`
 		MaxMACs   int                     `json:"max_macs"`
 		Conflicts []string                `json:"conflicts"`
