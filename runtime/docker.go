@@ -634,3 +634,60 @@ func parseDockerTime(s string) time.Time {
 	}
 	return t
 }
+
+var _ Suspender = (*Docker)(nil)
+
+// running is the running container of ours, for a drill to stop or
+// pause; none is an error naming what was found.
+func (d *Docker) running(ctx context.Context) (container.InspectResponse, error) {
+	ours, err := d.listOurs(ctx)
+	if err != nil {
+		return container.InspectResponse{}, err
+	}
+	for _, c := range ours {
+		info, err := d.inspect(ctx, c.ID)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				continue
+			}
+			return container.InspectResponse{}, err
+		}
+		if info.State != nil && info.State.Running && !info.State.Paused {
+			return info, nil
+		}
+	}
+	return container.InspectResponse{}, fmt.Errorf("no running service container of this node (%d of ours)", len(ours))
+}
+
+// StopService implements Suspender: the running container of ours is
+// stopped as Ensure stops it (SIGTERM, SIGKILL after its stop timeout).
+func (d *Docker) StopService(ctx context.Context) (State, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info, err := d.running(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	if err := d.stop(ctx, info); err != nil {
+		return stateFrom(info), err
+	}
+	return d.inspectState(ctx, info.ID)
+}
+
+// PauseService implements Suspender: the running container of ours is
+// frozen (docker pause).
+func (d *Docker) PauseService(ctx context.Context) (State, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	info, err := d.running(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	name := strings.TrimPrefix(info.Name, "/")
+	if err := d.call(ctx, fmt.Sprintf("pause container %q", name), 0, func(ctx context.Context) error {
+		return d.cli.ContainerPause(ctx, info.ID)
+	}); err != nil {
+		return stateFrom(info), err
+	}
+	return d.inspectState(ctx, info.ID)
+}

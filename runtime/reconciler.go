@@ -85,7 +85,7 @@ type Status struct {
 // Reconciler keeps this host's container in line with the standby mode and
 // whether this node is active: Run loops, calling Driver.Ensure on every
 // change (Update, SetSpec) and every Interval, and retries with backoff
-// while it fails.
+// while it fails. A drill may hold it off for a bounded time (Suspend).
 type Reconciler struct {
 	driver   Driver
 	mode     Mode
@@ -98,6 +98,9 @@ type Reconciler struct {
 	spec   Spec
 	active bool
 	status Status
+	// holdUntil is the end of a drill's hold (Suspend): no Ensure runs
+	// before it; zero when none.
+	holdUntil time.Time
 }
 
 // NewReconciler checks cfg and returns a Reconciler; Run starts it. The node
@@ -183,6 +186,20 @@ func (r *Reconciler) State() State {
 func (r *Reconciler) Run(ctx context.Context) error {
 	failures := 0
 	for {
+		if d := r.heldFor(); d > 0 {
+			// A drill holds the container stopped or paused: wait for the
+			// hold's end (or Release, which pokes) before touching it.
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-r.wake:
+				t.Stop()
+			case <-t.C:
+			}
+			continue
+		}
 		r.mu.Lock()
 		spec, active := r.spec, r.active
 		r.mu.Unlock()
