@@ -1,7 +1,8 @@
 // Command stub-model answers like the NewBie-image model server (GET /health,
 // POST /generate returning a PNG) so that tests, drills and the demo can run
 // without a GPU. Faults (error, slow, hang, exit) are switched at run time with
-// POST /fault or at start with --fault / STUB_FAULT.
+// POST /fault (with "for": a bound after which it answers normally again)
+// or at start with --fault / STUB_FAULT.
 //
 // With --probe URL it instead GETs URL and exits 0 on a 200 answer, 1
 // otherwise: the image is FROM scratch, so this is its HEALTHCHECK.

@@ -72,11 +72,18 @@ type Fault struct {
 }
 
 // faultJSON is the wire form of Fault: the delay as a Go duration string.
+// For, on POST /fault only, bounds the fault: after it the stub answers
+// normally again by itself (a drill's fault ends even if whoever set it
+// is gone).
 type faultJSON struct {
 	Mode   string `json:"mode"`
 	Delay  string `json:"delay,omitempty"`
 	Status int    `json:"status,omitempty"`
+	For    string `json:"for,omitempty"`
 }
+
+// MaxFaultFor is the longest bound POST /fault takes.
+const MaxFaultFor = 24 * time.Hour
 
 // MarshalJSON writes the delay as a duration string such as "2s".
 func (f Fault) MarshalJSON() ([]byte, error) {
@@ -131,6 +138,10 @@ type Server struct {
 
 	mu    sync.Mutex
 	fault Fault
+	// gen counts the faults set, so that a bounded fault's timer ends
+	// only the fault it was set with.
+	gen   uint64
+	timer *time.Timer
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -268,16 +279,51 @@ func (s *Server) handleSetFault(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
+	var bound time.Duration
+	if req.For != "" {
+		d, err := time.ParseDuration(req.For)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("field \"for\": %v", err)})
+			return
+		}
+		if d <= 0 || d > MaxFaultFor {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("field \"for\": %s is not between 0 and %s", d, MaxFaultFor)})
+			return
+		}
+		bound = d
+	}
 	f = f.withDefaults()
-	s.mu.Lock()
-	s.fault = f
-	s.mu.Unlock()
+	s.set(f, bound)
 	writeJSON(w, http.StatusOK, f)
 	if f.Mode == FaultExit && s.exit != nil {
 		if fl, ok := w.(http.Flusher); ok {
 			fl.Flush()
 		}
 		s.exit()
+	}
+}
+
+// set makes f the fault; with a bound, the stub switches back to none
+// after it unless another fault was set meanwhile.
+func (s *Server) set(f Fault, bound time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fault = f
+	s.gen++
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if bound > 0 {
+		gen := s.gen
+		s.timer = time.AfterFunc(bound, func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.gen == gen {
+				s.fault = Fault{Mode: FaultNone}.withDefaults()
+				s.timer = nil
+			}
+		})
 	}
 }
 

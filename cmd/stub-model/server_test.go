@@ -169,6 +169,34 @@ func TestFaultError(t *testing.T) {
 	}
 }
 
+// A fault set with "for" ends by itself; the timer of an older bounded
+// fault does not end a newer one.
+func TestFaultForEndsByItself(t *testing.T) {
+	_, ts := newTestServer(t, Options{})
+	setFault(t, ts, `{"mode":"error","status":503,"for":"200ms"}`)
+	if resp, _ := do(t, ts, "GET", "/health", ""); resp.StatusCode != 503 {
+		t.Fatalf("status %d during the fault, want 503", resp.StatusCode)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		resp, _ := do(t, ts, "GET", "/health", "")
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the bounded fault did not end by itself")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	setFault(t, ts, `{"mode":"error","for":"150ms"}`)
+	setFault(t, ts, `{"mode":"error","status":502}`)
+	time.Sleep(400 * time.Millisecond)
+	if resp, _ := do(t, ts, "GET", "/health", ""); resp.StatusCode != 502 {
+		t.Fatalf("status %d: an older fault's bound ended a newer, unbounded one", resp.StatusCode)
+	}
+}
+
 func TestFaultSlow(t *testing.T) {
 	_, ts := newTestServer(t, Options{})
 	setFault(t, ts, `{"mode":"slow","delay":"300ms"}`)
@@ -235,6 +263,9 @@ func TestFaultBadRequest(t *testing.T) {
 		{`{"mode":"slow","delay":"soon"}`, `"delay"`},
 		{`{"mode":"slow","delay":"-1s"}`, `"delay"`},
 		{`{"mode":"error","status":999}`, `"status"`},
+		{`{"mode":"error","for":"soon"}`, `"for"`},
+		{`{"mode":"error","for":"0s"}`, `"for"`},
+		{`{"mode":"error","for":"48h"}`, `"for"`},
 		{`not json`, "invalid JSON"},
 	}
 	for _, c := range cases {
