@@ -88,6 +88,16 @@ type Config struct {
 	// checks that the rules would load. nil: no partition can be drilled
 	// on this node.
 	Partition func(peers []string, until time.Time, check bool) error
+	// ServiceFault takes this node's service out of service for a drill
+	// until a time (fault ServiceFaultStop, ServiceFaultPause or
+	// ServiceFaultErrors, status for the last); a zero until puts it back
+	// at once. Each ends by itself at until. nil: this node runs no
+	// service to drill.
+	ServiceFault func(ctx context.Context, fault string, status int, until time.Time) error
+	// Crash ends this agent at once without any cleanup, as a crash does
+	// (drill agent-crash); it does not return. nil: no crash can be
+	// drilled on this node.
+	Crash func()
 	// BeforeStart, when set, runs once the data dir is locked (the Raft
 	// store is open) and before anything serves or touches the VIP: cmd
 	// removes any VIP and fence this node left from before. An error stops

@@ -147,6 +147,10 @@ func endpointBody(t *testing.T, route, self, other, selfRaft string) []byte {
 		return []byte(`{"id":"x","runbook":"x","phase":"neither"}`)
 	case "POST /v1/drill/partition":
 		return []byte(`{"from":["nobody"],"for":"0s"}`)
+	case "POST /v1/drill/service":
+		return []byte(`{"node":"nobody","fault":"stop","for":"0s"}`)
+	case "POST /v1/drill/crash":
+		return []byte(`{}`) // no node: refused before anything crashes
 	case "POST /v1/operator/cert":
 		return enc(OperatorCertRequest{Name: "Not A Name"})
 	case "POST /v1/join":

@@ -62,6 +62,8 @@ func (o *operatorAPI) routes(mux router) {
 		{"POST /v1/drill/inject", o.handleDrillInject},
 		{"POST /v1/drill/event", o.handleDrillEvent},
 		{"POST /v1/drill/partition", o.handleDrillPartition},
+		{"POST /v1/drill/service", o.handleDrillService},
+		{"POST /v1/drill/crash", o.handleDrillCrash},
 		{"POST /v1/operator/cert", o.handleOperatorCert},
 	} {
 		mux.HandleFunc(r.pattern, o.guard(r.h))
