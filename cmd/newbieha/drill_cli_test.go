@@ -27,6 +27,10 @@ type drillAgent struct {
 	events  []fsm.Event
 	history []fsm.Transition
 	posts   []string // "path body" of every POST
+	runtime string   // service.runtime in the settings
+	// down is a member status shows unreachable, until downUntil.
+	down      string
+	downUntil time.Time
 }
 
 func newDrillAgent(t *testing.T) *drillAgent {
@@ -60,6 +64,9 @@ func (a *drillAgent) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.Method + " " + r.URL.Path {
 	case "GET /v1/status":
 		m := func(name string, role fsm.Role, raft string) cluster.MemberStatus {
+			if name == a.down && time.Now().Before(a.downUntil) {
+				raft = cluster.RaftUnreachable
+			}
 			return cluster.MemberStatus{Name: name, Role: role, Raft: raft, Voter: true, Healthy: role == fsm.RoleGPU, HoldsVIP: name == a.active}
 		}
 		out = cluster.Status{Node: "node1", Leader: "node1", Active: fsm.Assignment{Node: a.active, Since: time.Now().Add(-time.Hour)},
@@ -67,7 +74,8 @@ func (a *drillAgent) serve(w http.ResponseWriter, r *http.Request) {
 			Members: []cluster.MemberStatus{m("node1", fsm.RoleGPU, cluster.RaftLeader), m("node2", fsm.RoleGPU, cluster.RaftFollower), m("witness", fsm.RoleWitness, cluster.RaftFollower)}}
 	case "GET /v1/config":
 		out = cluster.ConfigResponse{Settings: cluster.Settings{Failover: cluster.FailoverSettings{HoldDown: cluster.Duration(30 * time.Second)},
-			Checks: []any{map[string]any{"name": "gpus", "kind": "gpu", "required": true}}}}
+			Service: cluster.ServiceSettings{Runtime: a.runtime, HealthURL: "http://127.0.0.1:8080/health"},
+			Checks:  []any{map[string]any{"name": "gpus", "kind": "gpu", "required": true}}}}
 	case "GET /v1/events":
 		out = append([]fsm.Event{}, a.events...)
 	case "GET /v1/history":
@@ -78,7 +86,12 @@ func (a *drillAgent) serve(w http.ResponseWriter, r *http.Request) {
 			d = fmt.Sprintf("root@node1: drill %s start, runbook %s, until %s", body["id"], body["runbook"], body["until"])
 		}
 		a.events = append(a.events, fsm.Event{Kind: cluster.DrillEventKind, Node: "node1", Detail: d})
-	case "POST /v1/drill/inject", "POST /v1/drill/partition":
+	case "POST /v1/drill/inject", "POST /v1/drill/partition", "POST /v1/drill/service":
+	case "POST /v1/drill/crash":
+		// The target's agent is down for a moment, then its service
+		// manager has it back.
+		a.down, _ = body["node"].(string)
+		a.downUntil = time.Now().Add(300 * time.Millisecond)
 	case "POST /v1/failover":
 		to, _ := body["to"].(string)
 		last := a.history[len(a.history)-1]
@@ -241,19 +254,85 @@ func TestDrillRunCLI_InjectionsAndTheirClear(t *testing.T) {
 	}
 }
 
-// Refusals exit 2 and change nothing: a fault not supported, a dry run
-// that only prints the plan.
+// Service faults go to the target with their kind, status and duration,
+// and are undone at their end; an agent crash goes to its target, and its
+// undo waits until status shows the agent back.
+func TestDrillRunCLI_ServiceFaultsAndCrash(t *testing.T) {
+	a := newDrillAgent(t)
+	a.runtime = "docker"
+	rb := writeRunbook(t, a.service(t), `  - fault: service-stop
+    target: standby
+    duration: 200ms
+  - fault: service-pause
+    target: standby
+    duration: 200ms
+  - fault: service-errors
+    target: standby
+    status: 503
+    duration: 200ms
+  - fault: agent-crash
+    target: standby
+    duration: 100ms
+`, `  - holder-stays: active
+`)
+	out, errOut, err := runOut(t, "drill", "run", rb, "--data-dir", a.dir)
+	if err != nil {
+		t.Fatalf("drill run: %v\n%s\n%s", err, out, errOut)
+	}
+	var svc, crash []string
+	for _, p := range a.postsSoFar() {
+		if b, ok := strings.CutPrefix(p, "/v1/drill/service "); ok {
+			svc = append(svc, b)
+		}
+		if b, ok := strings.CutPrefix(p, "/v1/drill/crash "); ok {
+			crash = append(crash, b)
+		}
+	}
+	want := []string{
+		`{"fault":"stop","for":"200ms","node":"node2"}`,
+		`{"fault":"pause","for":"200ms","node":"node2"}`,
+		`{"fault":"errors","for":"200ms","node":"node2","status":503}`,
+	}
+	if len(svc) != 6 || svc[0] != want[0] || svc[1] != want[1] || svc[2] != want[2] {
+		t.Fatalf("service posts %q, want %q then three undos", svc, want)
+	}
+	undone := map[string]bool{}
+	for _, u := range svc[3:] {
+		var r cluster.DrillServiceRequest
+		if err := json.Unmarshal([]byte(u), &r); err != nil || !r.Clear || r.Node != "node2" {
+			t.Errorf("undo %s", u)
+		}
+		undone[r.Fault] = true
+	}
+	if len(undone) != 3 {
+		t.Errorf("undos %q", svc[3:])
+	}
+	if len(crash) != 1 || crash[0] != `{"node":"node2"}` {
+		t.Fatalf("crash posts %q", crash)
+	}
+	// The crash's undo found node2 down, then back.
+	if !strings.Contains(errOut, "steps[3] fault undone") {
+		t.Fatalf("progress:\n%s", errOut)
+	}
+}
+
+// Refusals exit 2 and change nothing: a fault that cannot be injected
+// here, a dry run that only prints the plan.
 func TestDrillRunCLI_RefusalsChangeNothing(t *testing.T) {
 	a := newDrillAgent(t)
 	port := a.service(t)
 	rb := writeRunbook(t, port, `  - fault: agent-crash
     target: active
     duration: 1s
+  - fault: service-stop
+    target: standby
+    duration: 1s
 `, `  - holder-stays: active
 `)
 	_, _, err := runOut(t, "drill", "run", rb, "--data-dir", a.dir)
-	if exitCode(err) != 2 || !strings.Contains(err.Error(), "steps[0] agent-crash: not supported by this runner yet: agent-crash") {
-		t.Fatalf("agent-crash: exit %d, %v", exitCode(err), err)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "steps[0] agent-crash: node1 is the member this CLI talks to") ||
+		!strings.Contains(err.Error(), `steps[1] service-stop: needs service.runtime: docker (the settings have "")`) {
+		t.Fatalf("agent-crash and service-stop: exit %d, %v", exitCode(err), err)
 	}
 	rb = writeRunbook(t, port, `  - fault: planned-failover
     to: standby

@@ -67,8 +67,12 @@ runs the CLI: a runbook's "from: witness" means run it on the witness
 
 Faults this runner injects: check-fail, gpu-fail (drill injections that
 expire by themselves), partition (nftables rules on the target whose
-elements the kernel expires) and planned-failover. A runbook with any
-other fault is refused before anything changes.
+elements the kernel expires), service-stop and service-pause (the
+container through the runtime, whose reconciler is held off until the
+fault's end), service-errors (the service's fault switch, bounded),
+agent-crash (the target's agent exits without cleanup; its service
+manager restarts it) and planned-failover. A runbook whose fault cannot
+be injected on this cluster is refused before anything changes.
 
 Exit code: 0 when every expectation and step passed, 1 when one failed or
 the drill was aborted, 2 when it could not start (a precondition, a fault
@@ -495,10 +499,11 @@ func (d *drillCluster) Record(ctx context.Context, r runner.Record) error {
 	return d.c.DrillEvent(ctx, cluster.DrillEventRequest{ID: r.ID, Runbook: r.Runbook, Phase: string(r.Phase), Until: r.Until, Summary: r.Summary})
 }
 
-// drillFaults injects the faults the agents support today through the
-// operator API: check and GPU injections (they carry their end, so they
-// expire by themselves), partitions (nftables elements with a timeout on
-// the target) and planned failovers.
+// drillFaults injects the faults through the operator API: check and GPU
+// injections (they carry their end, so they expire by themselves),
+// partitions (nftables elements with a timeout on the target), service
+// faults (the reconciler's hold and the stub's fault switch end at their
+// bound), agent crashes and planned failovers.
 type drillFaults struct {
 	c       *cluster.Client
 	cl      *drillCluster
@@ -529,11 +534,35 @@ func witnessSocket(ctx context.Context, c *cluster.Client) string {
 // Check implements runner.Faults.
 func (f *drillFaults) Check(ctx context.Context, ps drill.PlannedStep) error {
 	k := ps.Step.Fault.Kind
-	if f.socketOf != "" && (k == drill.FaultCheckFail || k == drill.FaultGPUFail || k == drill.FaultPlannedFailover || k == drill.FaultPartition) {
+	if f.socketOf != "" {
 		return fmt.Errorf("root on %s's socket cannot carry a change to the leader or another member (a witness holds no CA key): run on the witness with an operator certificate, --server GPU_NODE:7700 --cert-dir DIR (newbieha operator cert)", f.socketOf)
 	}
 	switch k {
 	case drill.FaultCheckFail, drill.FaultPlannedFailover, drill.FaultPartition:
+		return nil
+	case drill.FaultServiceStop, drill.FaultServicePause, drill.FaultServiceErrors:
+		cfg, err := f.c.ConfigShow(ctx)
+		if err != nil {
+			return fmt.Errorf("read the settings: %w", err)
+		}
+		if k == drill.FaultServiceErrors {
+			if cfg.Settings.Service.HealthURL == "" {
+				return errors.New("service.health_url is not set: there is no service whose fault switch to use")
+			}
+			return nil
+		}
+		if rt := cfg.Settings.Service.Runtime; rt != "docker" {
+			return fmt.Errorf("needs service.runtime: docker (the settings have %q): newbieha runs no container it could stop or pause", rt)
+		}
+		return nil
+	case drill.FaultAgentCrash:
+		st, err := f.c.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("read status: %w", err)
+		}
+		if ps.Target == st.Node {
+			return fmt.Errorf("%s is the member this CLI talks to, and it would lose the cluster with it: talk to another member (--server OTHER:7700 with an operator certificate)", ps.Target)
+		}
 		return nil
 	case drill.FaultGPUFail:
 		if f.gpuCheck != "" {
@@ -598,6 +627,22 @@ func (f *drillFaults) Inject(ctx context.Context, ps drill.PlannedStep) (runner.
 		return func(ctx context.Context) error {
 			return f.c.DrillPartition(ctx, cluster.DrillPartitionRequest{Node: ps.Target, From: ps.From, Clear: true})
 		}, nil
+	case drill.FaultServiceStop, drill.FaultServicePause, drill.FaultServiceErrors:
+		req := cluster.DrillServiceRequest{Node: ps.Target, Fault: serviceFaultOf[flt.Kind], For: cluster.Duration(flt.Duration)}
+		if flt.Kind == drill.FaultServiceErrors {
+			req.Status = flt.Status
+		}
+		if err := f.c.DrillService(ctx, req); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			return f.c.DrillService(ctx, cluster.DrillServiceRequest{Node: ps.Target, Fault: req.Fault, Clear: true})
+		}, nil
+	case drill.FaultAgentCrash:
+		if err := f.c.DrillCrash(ctx, cluster.DrillCrashRequest{Node: ps.Target}); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error { return f.awaitAgent(ctx, ps.Target) }, nil
 	case drill.FaultPlannedFailover:
 		if _, err := f.c.Failover(ctx, cluster.FailoverRequest{To: ps.To, Reason: "manual:drill:" + f.runbook}); err != nil {
 			return nil, err
@@ -611,6 +656,45 @@ func (f *drillFaults) Inject(ctx context.Context, ps drill.PlannedStep) (runner.
 		}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", runner.ErrNotSupported, flt.Kind)
+}
+
+// serviceFaultOf is the agent's name of each service fault.
+var serviceFaultOf = map[drill.FaultKind]string{
+	drill.FaultServiceStop:   cluster.ServiceFaultStop,
+	drill.FaultServicePause:  cluster.ServiceFaultPause,
+	drill.FaultServiceErrors: cluster.ServiceFaultErrors,
+}
+
+// awaitAgent is the undo of agent-crash: the runner cannot start an agent
+// on another host, its service manager does; this waits (within ctx) until
+// status shows node answering again, and fails naming what to do if not.
+func (f *drillFaults) awaitAgent(ctx context.Context, node string) error {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	why := "not read yet"
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := f.c.Status(rctx)
+		cancel()
+		if err != nil {
+			why = err.Error()
+		} else {
+			why = "not in status"
+			for _, m := range st.Members {
+				if m.Name == node {
+					if m.Raft != cluster.RaftUnreachable {
+						return nil
+					}
+					why = "unreachable"
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the agent on %s is still down (%s): its service manager has not restarted it; start it there (systemctl start newbieha)", node, why)
+		case <-t.C:
+		}
+	}
 }
 
 // httpProber is the steady-state probe: one request at a time, a new

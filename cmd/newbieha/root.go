@@ -269,11 +269,13 @@ func newAgentCmd() *cobra.Command {
 				return err
 			}
 			cfg.Partition = nftPartition
+			cfg.Crash = crashNow
 			if nc.Role == fsm.RoleGPU {
 				svcCtx, stopSvcs := context.WithCancel(cmd.Context())
 				svcs := newServices(svcCtx, dataDir, nc.Name, logger)
 				defer func() { svcs.Close(); stopSvcs() }()
 				cfg.Health, cfg.Workload, cfg.OnSettings, cfg.Drill = svcs, svcs, svcs.OnSettings, svcs.Drill
+				cfg.ServiceFault = svcs.ServiceFault
 				if cfg.Node.VIPInterface == "" {
 					if cfg.Node.VIPInterface, err = ifaceOf(nc.Advertise); err != nil {
 						return err

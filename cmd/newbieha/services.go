@@ -44,6 +44,8 @@ type services struct {
 	driver    wruntime.Driver
 	svcKey    string
 	active    bool
+	// healthURL is service.health_url, for the service-errors drill.
+	healthURL string
 }
 
 func newServices(ctx context.Context, dataDir, node string, log *slog.Logger) *services {
@@ -167,6 +169,9 @@ func (v *services) applyChecks(s cluster.Settings) error {
 }
 
 func (v *services) applyService(s cluster.Settings) error {
+	v.mu.Lock()
+	v.healthURL = s.Service.HealthURL
+	v.mu.Unlock()
 	key, _ := json.Marshal(s.Service)
 	v.applyMu.Lock()
 	defer v.applyMu.Unlock()

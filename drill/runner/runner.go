@@ -500,10 +500,12 @@ func (r *run) fault(ctx, base context.Context, ps drill.PlannedStep) {
 
 // selfExpiring reports whether a fault of kind k ends by itself when its
 // duration does (docs/drills.md): the injections carry their end, the
-// partition rules their kernel timeout.
+// partition rules their kernel timeout, the reconciler's hold and the
+// stub's fault switch their bound.
 func selfExpiring(k drill.FaultKind) bool {
 	switch k {
-	case drill.FaultCheckFail, drill.FaultGPUFail, drill.FaultPartition:
+	case drill.FaultCheckFail, drill.FaultGPUFail, drill.FaultPartition,
+		drill.FaultServiceStop, drill.FaultServicePause, drill.FaultServiceErrors:
 		return true
 	}
 	return false
