@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -158,6 +159,15 @@ func (o *operatorAPI) handleDrillCrash(w http.ResponseWriter, r *http.Request) {
 		fl.Flush()
 	}
 	a.cfg.Crash()
+}
+
+// StatusWithin is Status with each member's answer awaited at most bound
+// (10 ms to StatusTimeout): a member that has not answered by then is
+// unreachable in this answer.
+func (c *Client) StatusWithin(ctx context.Context, bound time.Duration) (Status, error) {
+	var s Status
+	err := c.do(ctx, http.MethodGet, "/v1/status?member_timeout="+url.QueryEscape(bound.String()), nil, &s)
+	return s, err
 }
 
 // DrillService takes a node's service out of service for a while, or

@@ -207,8 +207,19 @@ func (o *operatorAPI) tryForward(w http.ResponseWriter, r *http.Request, apiAddr
 	return nil
 }
 
+// handleStatus answers GET /v1/status; ?member_timeout=D (a Go duration,
+// 10ms..750ms) bounds the wait for each member's own report.
 func (o *operatorAPI) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, o.a.Status(r.Context()))
+	bound := StatusTimeout
+	if v := r.URL.Query().Get("member_timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < MinStatusTimeout || d > StatusTimeout {
+			writeError(w, fmt.Errorf("%w: member_timeout %q: want a duration from %v to %v", ErrBadRequest, v, MinStatusTimeout, StatusTimeout))
+			return
+		}
+		bound = d
+	}
+	writeJSON(w, http.StatusOK, o.a.StatusWithin(r.Context(), bound))
 }
 
 func (o *operatorAPI) handleMetrics(w http.ResponseWriter, r *http.Request) {

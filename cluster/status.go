@@ -19,10 +19,22 @@ import (
 // member down behind a silent network costs this, not the peer timeout.
 const StatusTimeout = 750 * time.Millisecond
 
+// MinStatusTimeout is the shortest bound StatusWithin takes.
+const MinStatusTimeout = 10 * time.Millisecond
+
 // Status reports the cluster as this member sees it. Each other member is
 // asked for its own report over mutual TLS; one that does not answer within
 // StatusTimeout is "unreachable" and listed in Unanswered.
 func (a *Agent) Status(ctx context.Context) Status {
+	return a.StatusWithin(ctx, StatusTimeout)
+}
+
+// StatusWithin is Status with a shorter bound on each member's answer
+// (clamped to MinStatusTimeout..StatusTimeout): a caller that polls, such
+// as a drill watching the holder, must not wait on a member cut off
+// behind a silent network for longer than it takes the others to move.
+func (a *Agent) StatusWithin(ctx context.Context, bound time.Duration) Status {
+	bound = min(max(bound, MinStatusTimeout), StatusTimeout)
 	st := a.node.fsm.State()
 	out := Status{Node: a.Name(), Leader: a.Leader(), Active: st.Active, Maintenance: st.Maintenance, MaintenanceInfo: st.MaintenanceInfo}
 
@@ -80,7 +92,7 @@ func (a *Agent) Status(ctx context.Context) Status {
 		go func() {
 			defer wg.Done()
 			var self SelfReport
-			cctx, cancel := context.WithTimeout(ctx, min(a.cfg.PeerTimeout, StatusTimeout))
+			cctx, cancel := context.WithTimeout(ctx, min(a.cfg.PeerTimeout, bound))
 			defer cancel()
 			if err := a.peerCall(cctx, ms.APIAddr, http.MethodGet, "/v1/self", nil, &self, false); err == nil && self.Name == name {
 				if self.Raft == RaftLeader {

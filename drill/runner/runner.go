@@ -693,6 +693,14 @@ func (r *run) noteView(view drill.ClusterView, err error) {
 	} else {
 		recovered := r.viewErr
 		r.viewErr = false
+		// A holder that does not answer (crashed, cut off, slow) is not
+		// known to have stopped: it is taken to hold until another member
+		// says it holds, or it answers that it does not.
+		if view.Holder == "" && r.lastHolder != "" {
+			if m, ok := view.Member(r.lastHolder); ok && !m.Reachable {
+				view.Holder = r.lastHolder
+			}
+		}
 		r.view = view
 		changed := view.Holder != r.lastHolder
 		from := r.lastHolder

@@ -633,3 +633,69 @@ func TestRun_FailedUndoOfAnExpiredFault(t *testing.T) {
 		t.Fatalf("after an abort: %s %+v", rep.Verdict, rep.Steps[0])
 	}
 }
+
+// holderEvents lists the holder changes the run recorded.
+func holderEvents(obs *drill.Observations) []string {
+	var out []string
+	for _, e := range obs.Events {
+		if e.Kind == drill.EventHolder {
+			out = append(out, nobody(e.Node))
+		}
+	}
+	return out
+}
+
+const crashLike = `version: 1
+name: crash-like
+description: the holder stops answering status, the standby takes over
+steady_state:
+  probe:
+    url: http://${vip}:8080/health
+    interval: 5ms
+steps:
+  - fault: check-fail
+    target: active
+    duration: 400ms
+  - wait:
+      until: {holder: standby}
+      timeout: 2s
+expectations:
+  - holder-becomes: standby
+    within: 2s
+preconditions: []
+abort: {steady_state_lost_for: 5s}
+time_limit: 10s
+`
+
+// A holder that stops answering status (status then names no holder) is
+// not taken for nobody: the timeline goes from it straight to the member
+// that says it holds. A holder that answers that it no longer holds is
+// nobody.
+func TestRun_UnansweredHolderIsNotTakenForNobody(t *testing.T) {
+	c := newFakeCluster()
+	f := &fakeFaults{}
+	reach := func(v *drill.ClusterView, node string, ok bool) {
+		for i := range v.Members {
+			if v.Members[i].Name == node {
+				v.Members[i].Reachable = ok
+			}
+		}
+	}
+	f.on = func(drill.PlannedStep) {
+		c.update(func(v *drill.ClusterView) { reach(v, "node1", false); v.Holder = "" })
+		go func() {
+			time.Sleep(60 * time.Millisecond)
+			c.update(func(v *drill.ClusterView) { v.Holder, v.Active = "node2", "node2" })
+			time.Sleep(60 * time.Millisecond)
+			// node2 answers that it holds nothing: nobody holds.
+			c.update(func(v *drill.ClusterView) { v.Holder = "" })
+			time.Sleep(60 * time.Millisecond)
+			c.update(func(v *drill.ClusterView) { v.Holder = "node2"; reach(v, "node1", true) })
+		}()
+	}
+	res := runDrill(t, context.Background(), config(c, f), crashLike)
+	got := strings.Join(holderEvents(res.Observations), " ")
+	if got != "node2 nobody node2" {
+		t.Fatalf("holder changes %q, want node2 nobody node2:\n%s", got, res.Report.Text(nil))
+	}
+}
