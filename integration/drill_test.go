@@ -364,12 +364,18 @@ func (f *failoverLab) clientFailures(logPath string, from, to time.Time) int {
 // watchLogged is watch with a line logged for each failed request, and
 // the log's path: the independent client of a drill.
 func (f *failoverLab) watchLogged(args ...string) (wait func() watchReport, logPath string) {
+	return f.watchLoggedOn(f.client, args...)
+}
+
+// watchLoggedOn is watchLogged with the client on h: where a drill's probe
+// runs, when that vantage point is part of the fault (a cut-off witness).
+func (f *failoverLab) watchLoggedOn(h *host, args ...string) (wait func() watchReport, logPath string) {
 	t := f.t
 	out := filepath.Join(t.TempDir(), "watch.json")
 	logPath = out + ".log"
 	args = append([]string{"--url", "http://" + f.vip + ":8080/health", "--json", out,
-		"--arp-iface", f.client.hostIf, "--arp-ip", f.vip}, args...)
-	cmd := f.startProc(f.client, logPath, watchPath, args...)
+		"--arp-iface", h.hostIf, "--arp-ip", f.vip}, args...)
+	cmd := f.startProc(h, logPath, watchPath, args...)
 	waitFor(t, 30*time.Second, "the client's first answer through the VIP", func() error {
 		b, _ := os.ReadFile(logPath)
 		if !strings.Contains(string(b), "first answer from ") {

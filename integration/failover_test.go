@@ -29,14 +29,34 @@ func newFailoverLab(t testing.TB) *failoverLab { return newFailoverLabWith(t, ""
 // section and extra YAML after it; prepare runs once the agents have
 // started, before the lab waits for node1 to hold the VIP.
 func newFailoverLabWith(t testing.TB, vipExtra, extra string, prepare ...func(*failoverLab)) *failoverLab {
+	return newFailoverLabOpts(t, labOptions{vipExtra: vipExtra, extra: extra}, prepare...)
+}
+
+// labOptions shape a failoverLab.
+type labOptions struct {
+	// vipExtra (indented keys) goes into the settings' vip section, extra
+	// after it.
+	vipExtra, extra string
+	// service, when set, runs once the hosts exist, before any agent
+	// starts, and returns the settings' service section (indented keys);
+	// the lab then starts no stub model server itself.
+	service func(*failoverLab) string
+}
+
+func newFailoverLabOpts(t testing.TB, o labOptions, prepare ...func(*failoverLab)) *failoverLab {
 	l := newLab(t, "10.77.0")
 	f := &failoverLab{lab: l, vip: "10.77.0.100"}
 	f.n1, f.n2, f.w, f.client = l.addHost("node1", 1), l.addHost("node2", 2), l.addHost("witness", 3), l.addHost("client", 9)
-	for _, h := range []*host{f.n1, f.n2} {
-		l.startProc(h, h.dataDir+".stub.log", stubPath, "--listen", ":8080", "--node", h.name)
+	service := "  health_url: http://127.0.0.1:8080/health\n"
+	if o.service != nil {
+		service = o.service(f)
+	} else {
+		for _, h := range []*host{f.n1, f.n2} {
+			l.startProc(h, h.dataDir+".stub.log", stubPath, "--listen", ":8080", "--node", h.name)
+		}
 	}
 	cfg := filepath.Join(t.TempDir(), "cluster.yaml")
-	if err := os.WriteFile(cfg, []byte("vip:\n  address: "+f.vip+"/24\n"+vipExtra+"service:\n  health_url: http://127.0.0.1:8080/health\n"+extra), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("vip:\n  address: "+f.vip+"/24\n"+o.vipExtra+"service:\n"+service+o.extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out := l.mustCLI(f.n1, "init", "--name", "node1", "--advertise", f.n1.ip, "--data-dir", f.n1.dataDir, "--cluster-config", cfg, "--output", "json")

@@ -76,6 +76,11 @@ type lab struct {
 	mu     sync.Mutex
 	procs  []*exec.Cmd
 	waits  []chan struct{}
+	// closing stops the supervisors (cleanup has begun).
+	closing bool
+	// after runs at the end of cleanup, once every process is gone (the
+	// containers the agents ran, for one).
+	after []func()
 }
 
 // host is one namespace of the lab.
@@ -88,6 +93,14 @@ type host struct {
 	dataDir string
 	agent   *exec.Cmd
 	logPath string
+	// agentDone is closed when agent has exited.
+	agentDone chan struct{}
+	// supervised: the lab's supervisor starts the agent again when it
+	// exits (as the systemd unit's Restart=always); restarts counts it.
+	supervised bool
+	restarts   int
+	// env is added to the agent's environment.
+	env []string
 }
 
 func run(t testing.TB, name string, args ...string) string {
@@ -170,52 +183,127 @@ func (l *lab) mustCLI(h *host, args ...string) string {
 // startAgent runs `newbieha agent` in the host's namespace, logging to a file.
 func (l *lab) startAgent(h *host) {
 	l.t.Helper()
-	h.agent = l.startProc(h, h.logPath, binPath, "agent", "--data-dir", h.dataDir)
+	cmd, done, err := l.spawn(h, h.logPath, h.env, binPath, "agent", "--data-dir", h.dataDir)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.mu.Lock()
+	h.agent, h.agentDone = cmd, done
+	l.mu.Unlock()
+}
+
+// supervise makes the lab start h's agent again, 1 s after it exits by
+// itself (a drilled crash), as the systemd unit does (Restart=always,
+// RestartSec=1s); kill and the lab's cleanup end it.
+func (l *lab) supervise(h *host) {
+	l.mu.Lock()
+	already := h.supervised
+	h.supervised = true
+	l.mu.Unlock()
+	if already {
+		return
+	}
+	go func() {
+		for {
+			l.mu.Lock()
+			done := h.agentDone
+			l.mu.Unlock()
+			if done == nil {
+				return
+			}
+			<-done
+			time.Sleep(time.Second)
+			l.mu.Lock()
+			if !h.supervised || l.closing || h.agentDone != done {
+				h.supervised = false
+				l.mu.Unlock()
+				return
+			}
+			l.mu.Unlock()
+			cmd, next, err := l.spawn(h, h.logPath, h.env, binPath, "agent", "--data-dir", h.dataDir)
+			l.mu.Lock()
+			if err != nil {
+				h.supervised = false
+				l.mu.Unlock()
+				return
+			}
+			h.agent, h.agentDone = cmd, next
+			h.restarts++
+			l.mu.Unlock()
+		}
+	}()
+}
+
+// restartsOf is how often the supervisor has started h's agent again.
+func (l *lab) restartsOf(h *host) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return h.restarts
 }
 
 // startProc runs a program in the host's namespace, output appended to
 // logPath; the lab kills it at cleanup.
 func (l *lab) startProc(h *host, logPath, bin string, args ...string) *exec.Cmd {
 	l.t.Helper()
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	cmd, _, err := l.spawn(h, logPath, nil, bin, args...)
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, bin}, args...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		l.t.Fatalf("start %s on %s: %v", bin, h.name, err)
-	}
-	l.mu.Lock()
-	l.procs = append(l.procs, cmd)
-	l.mu.Unlock()
-	done := make(chan struct{})
-	l.mu.Lock()
-	l.waits = append(l.waits, done)
-	l.mu.Unlock()
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
 	return cmd
 }
 
-// kill sends sig to the host's agent and waits until it is gone.
+// spawn is startProc with env added to the environment; done is closed
+// once the program has exited. Safe off the test's goroutine.
+func (l *lab) spawn(h *host, logPath string, env []string, bin string, args ...string) (*exec.Cmd, chan struct{}, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.ns, bin}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("start %s on %s: %v", bin, h.name, err)
+	}
+	done := make(chan struct{})
+	l.mu.Lock()
+	l.procs = append(l.procs, cmd)
+	l.waits = append(l.waits, done)
+	l.mu.Unlock()
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
+	return cmd, done, nil
+}
+
+// kill sends sig to the host's agent and waits until it is gone; the
+// supervisor, if any, leaves it down.
 func (l *lab) kill(h *host, sig syscall.Signal) {
 	l.t.Helper()
-	if h.agent == nil {
+	l.mu.Lock()
+	h.supervised = false
+	agent, done := h.agent, h.agentDone
+	l.mu.Unlock()
+	if agent == nil {
 		return
 	}
-	_ = h.agent.Process.Signal(sig)
-	waitFor(l.t, 15*time.Second, h.name+" agent to exit", func() error {
-		if err := h.agent.Process.Signal(syscall.Signal(0)); err == nil {
-			return fmt.Errorf("still running")
-		}
-		return nil
-	})
-	h.agent = nil
+	_ = agent.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		l.t.Fatalf("%s agent did not exit", h.name)
+	}
+	l.mu.Lock()
+	if h.agent == agent {
+		h.agent, h.agentDone = nil, nil
+	}
+	l.mu.Unlock()
 }
 
 func (l *lab) cleanup() {
 	l.mu.Lock()
+	l.closing = true
 	procs := l.procs
 	l.mu.Unlock()
 	for _, p := range procs {
@@ -253,6 +341,9 @@ func (l *lab) cleanup() {
 		_ = exec.Command("ip", "netns", "del", h.ns).Run()
 	}
 	_ = exec.Command("ip", "netns", "del", l.bridge).Run()
+	for i := len(l.after) - 1; i >= 0; i-- {
+		l.after[i]()
+	}
 }
 
 func tail(s string, n int) string {
