@@ -60,6 +60,42 @@ func (f *failoverLab) settleFor(c drillCase) {
 	})
 }
 
+// clientLongestOutage is the longest run of failed requests the client
+// (vipwatch, one line per failure) logged between from and to: from the
+// first failure's line to the line of the answer that ended it ("switch A
+// -> B after N ms" or "B back after N ms"), as vipwatch measures it.
+func (f *failoverLab) clientLongestOutage(logPath string, from, to time.Time) float64 {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		f.t.Fatalf("client log: %v", err)
+	}
+	longest := 0.0
+	for _, l := range strings.Split(string(b), "\n") {
+		fields := strings.Fields(l)
+		if len(fields) < 2 {
+			continue
+		}
+		tod, err := time.Parse("15:04:05.000", fields[0])
+		if err != nil {
+			continue
+		}
+		day := from.Local()
+		at := time.Date(day.Year(), day.Month(), day.Day(), tod.Hour(), tod.Minute(), tod.Second(), tod.Nanosecond(), time.Local)
+		if at.Before(from) || at.After(to) {
+			continue
+		}
+		_, after, ok := strings.Cut(l, " after ")
+		if !ok || !(strings.Contains(l, " switch ") || strings.Contains(l, " back after ")) {
+			continue
+		}
+		var ms float64
+		if _, err := fmt.Sscanf(after, "%f ms", &ms); err == nil {
+			longest = math.Max(longest, ms)
+		}
+	}
+	return longest
+}
+
 // runChecked runs c with an independent client in the lab's client
 // namespace, and checks that it passed and that its figures agree with the
 // client's: failed requests within one, the longest outage within one
@@ -84,18 +120,13 @@ func (f *failoverLab) runChecked(c drillCase) drillReport {
 	}
 	client := wait()
 	clientFailed := f.clientFailures(clientLog, rep.Start, rep.End)
-	clientOutage := 0.0
-	for _, s := range client.Switches {
-		if !s.At.Before(rep.Start) && !s.At.After(rep.End) {
-			clientOutage = math.Max(clientOutage, s.OutageMs)
-		}
-	}
+	clientOutage := f.clientLongestOutage(clientLog, rep.Start, rep.End)
 	fo := "-"
 	if rep.Figures.FailoverMs != nil {
 		fo = fmt.Sprintf("%.0f ms", *rep.Figures.FailoverMs)
 	}
 	t.Logf("%s: exit %d\n%s", c.runbook, code, progress)
-	t.Logf("%s figures: failover %s, longest outage %.0f ms, %d of %d requests failed, %d ARP rounds (%d with two MACs); client: %d failed during the drill (%d of %d in all), longest switch outage %.0f ms, last answer from %s",
+	t.Logf("%s figures: failover %s, longest outage %.0f ms, %d of %d requests failed, %d ARP rounds (%d with two MACs); client: %d failed during the drill (%d of %d in all), longest outage %.0f ms, last answer from %s",
 		c.runbook, fo, rep.Figures.LongestOutageMs, rep.Figures.FailedRequests, rep.Figures.Requests, rep.Figures.ARPRounds, rep.Figures.ARPDoubleRounds,
 		clientFailed, client.Failed, client.Requests, clientOutage, client.Last)
 	for _, e := range rep.Expectations {
@@ -285,7 +316,8 @@ time_limit: 1m
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// The CLI talks to the active node: the standby is cut from the witness.
+	// The CLI runs on the lab's client host and talks to the active node:
+	// the standby is cut from the witness only, so the CLI reaches both.
 	var act, stb *host
 	waitFor(t, 60*time.Second, "a GPU node holding the VIP again", func() error {
 		for _, h := range []*host{f.n1, f.n2} {
@@ -303,7 +335,8 @@ time_limit: 1m
 	via := []string{"--server", act.ip + ":7700", "--cert-dir", certDir}
 	c := drillCase{runbook: rb, on: f.w, via: via}
 	f.settleFor(c)
-	cmd := exec.Command("ip", append([]string{"netns", "exec", f.w.ns, binPath, "drill", "run", rb, "--data-dir", f.w.dataDir}, via...)...)
+	cliDir := filepath.Join(t.TempDir(), "cli")
+	cmd := exec.Command("ip", append([]string{"netns", "exec", f.client.ns, binPath, "drill", "run", rb, "--data-dir", cliDir}, via...)...)
 	var errb syncBuffer
 	cmd.Stdout, cmd.Stderr = &errb, &errb
 	if err := cmd.Start(); err != nil {
