@@ -67,6 +67,7 @@ test-fuzz fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzTransferLeaderRequest$$' -fuzztime=$(FUZZTIME) ./cluster
 	$(GO) test -run='^$$' -fuzz='^FuzzDrillRequest$$' -fuzztime=$(FUZZTIME) ./cluster
 	$(GO) test -run='^$$' -fuzz='^FuzzDrillEventRequest$$' -fuzztime=$(FUZZTIME) ./cluster
+	$(GO) test -run='^$$' -fuzz='^FuzzDrillServiceRequest$$' -fuzztime=$(FUZZTIME) ./cluster
 	$(GO) test -run='^$$' -fuzz='^FuzzOperatorCertRequest$$' -fuzztime=$(FUZZTIME) ./cluster
 	$(GO) test -run='^$$' -fuzz='^FuzzInternalApply$$' -fuzztime=$(FUZZTIME) ./cluster
 	$(GO) test -run='^$$' -fuzz='^FuzzVoterRequest$$' -fuzztime=$(FUZZTIME) ./cluster

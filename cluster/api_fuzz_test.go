@@ -135,7 +135,7 @@ func newFuzzNode(f *testing.F, ghost bool) *fuzzNode {
 	}
 	clock := &testClock{}
 	a, err := Start(Config{DataDir: dir, Node: cfg, Logger: log, Now: clock.Now, ApplyTimeout: 2 * time.Second,
-		PeerTimeout: time.Second, AdmitRetry: 100 * time.Millisecond, Drill: fuzzDrill})
+		PeerTimeout: time.Second, AdmitRetry: 100 * time.Millisecond, Drill: fuzzDrill, ServiceFault: fuzzServiceFault})
 	if err != nil {
 		f.Fatalf("start: %v", err)
 	}
@@ -174,6 +174,29 @@ func fuzzDrill(check string, _ bool, _ time.Time) error {
 		return nil
 	}
 	return fmt.Errorf("no check %q", check)
+}
+
+// fuzzServiceFault stands in for cmd's service fault hook. What the API
+// lets through must be a known fault, a status only for errors and within
+// 400-599, and an end within the bound: anything else panics, which fails
+// the fuzz target.
+func fuzzServiceFault(_ context.Context, fault string, status int, until time.Time) error {
+	switch fault {
+	case ServiceFaultStop, ServiceFaultPause:
+		if status != 0 {
+			panic(fmt.Sprintf("drill service: status %d reached the hook for %s", status, fault))
+		}
+	case ServiceFaultErrors:
+		if status < 400 || status > 599 {
+			panic(fmt.Sprintf("drill service: status %d reached the hook", status))
+		}
+	default:
+		panic(fmt.Sprintf("drill service: fault %q reached the hook", fault))
+	}
+	if d := time.Until(until); !until.IsZero() && (d <= 0 || d > MaxServiceFault+time.Minute) {
+		panic(fmt.Sprintf("drill service: an end %v from now reached the hook", d))
+	}
+	return nil
 }
 
 // fuzzPorts finds three free TCP ports on 127.0.0.1.
@@ -460,6 +483,24 @@ func FuzzDrillRequest(f *testing.F) {
 			`{"node":"ghost","check":"gpu","for":"10s"}`, `{"node":"nobody","check":"gpu","for":"10s"}`, `{"check":"gpu","for":"0s"}`,
 			`{"check":"gpu","for":"61m"}`, `{"check":"disk","for":"1m"}`, `{"check":"gpu","for":"-1ns"}`, `{"check":"gpu","for":10}`,
 			`{"check":"gpu","clear":true}`, `{"check":"disk","clear":true}`, `{"node":"ghost","check":"gpu","clear":true}`}
+	}})
+}
+
+// FuzzDrillServiceRequest fuzzes POST /v1/drill/service: whatever reaches
+// the hook is a valid fault (fuzzServiceFault panics otherwise), and no
+// input is answered with a server error.
+func FuzzDrillServiceRequest(f *testing.F) {
+	fuzzAPI(f, fuzzRoute{path: "/v1/drill/service", audited: true, ghost: true, seeds: func(*fuzzNode) []string {
+		return []string{`{"node":"node1","fault":"stop","for":"30s"}`, `{"node":"node1","fault":"pause","for":"1h"}`,
+			`{"node":"node1","fault":"errors","status":503,"for":"10s"}`, `{"node":"node1","fault":"errors","for":"10s"}`,
+			`{"node":"node1","fault":"stop","clear":true}`, `{"node":"ghost","fault":"stop","for":"10s"}`,
+			`{"node":"nobody","fault":"stop","for":"10s"}`, `{"fault":"stop","for":"10s"}`, `{"node":"node1","fault":"stop","for":"0s"}`,
+			`{"node":"node1","fault":"stop","for":"61m"}`, `{"node":"node1","fault":"errors","status":200,"for":"1m"}`,
+			`{"node":"node1","fault":"pause","status":500,"for":"1m"}`, `{"node":"node1","fault":"explode","for":"1m"}`}
+	}, check: func(t *testing.T, n *fuzzNode, body []byte, w *httptest.ResponseRecorder) {
+		if w.Code == http.StatusInternalServerError {
+			t.Fatalf("POST /v1/drill/service %q: 500 %s", body, w.Body.String())
+		}
 	}})
 }
 
