@@ -283,7 +283,7 @@ func (f *failoverLab) abortOnStandbyKill(viaW []string) {
 }
 
 // runnerDiesMidRun: a drill with a partition, a check injection and a
-// service fault (the stub's error switch) on the standby, each for 5 s;
+// service fault (the stub's error switch) on the standby, each for 10 s;
 // the runner is SIGKILLed once all three are in place. After their bound
 // none is left: no cut in the kernel's set, no injection, the service
 // answering 200 again.
@@ -300,18 +300,20 @@ steps:
   - fault: partition
     target: standby
     from: [witness]
-    duration: 5s
+    duration: 10s
   - fault: check-fail
     target: standby
-    duration: 5s
+    duration: 10s
   - fault: service-errors
     target: standby
     status: 503
-    duration: 5s
+    duration: 10s
   - wait: 30s
 expectations:
   - holder-stays: active
 preconditions: [quorum, no-maintenance]
+# The standby is made unhealthy on purpose: that is no reason to abort.
+abort: {steady_state_lost_for: 30s, standby_unhealthy: false, quorum_lost: false}
 time_limit: 1m
 `), 0o600); err != nil {
 		t.Fatal(err)
@@ -378,7 +380,7 @@ time_limit: 1m
 	if inj, err := injectedNow(); err != nil || !inj {
 		t.Fatalf("the check injection is not in place during its bound: %v", err)
 	}
-	time.Sleep(time.Until(injected.Add(6 * time.Second)))
+	time.Sleep(time.Until(injected.Add(11 * time.Second)))
 	waitFor(t, 5*time.Second, "every fault gone after its bound", func() error {
 		if out, err := exec.Command("ip", "netns", "exec", stb.ns, "nft", "list", "set", "inet", "newbieha_drill", "cut").CombinedOutput(); err != nil || strings.Contains(string(out), f.w.ip) {
 			return fmt.Errorf("the cut is still on %s: %v\n%s", stb.name, err, out)
@@ -391,5 +393,5 @@ time_limit: 1m
 		}
 		return nil
 	})
-	t.Logf("no fault left %v after the runner died (bound 5 s)", time.Since(injected).Round(time.Millisecond))
+	t.Logf("no fault left %v after the runner died (bound 10 s)", time.Since(injected).Round(time.Millisecond))
 }
