@@ -367,7 +367,7 @@ time_limit: 1m
 	}
 	injectedNow := func() (bool, error) {
 		st, err := f.cli(stb, "status", "--data-dir", stb.dataDir, "--output", "json")
-		return strings.Contains(st, `"injected":true`), err
+		return strings.Contains(strings.Join(strings.Fields(st), ""), `"injected":true`), err
 	}
 	// During the bound the faults are there (the test would pass on
 	// faults that never happened otherwise).
