@@ -86,7 +86,7 @@ bench:
 demo: build
 	./scripts/demo.sh up
 
-# The demo lab, then `newbieha drill run docs/runbooks/planned-switchover.yaml`
+# The demo lab, then `newbieha drill run docs/runbooks/holder-crashes.yaml`
 # from the witness and its report (RUNBOOK=docs/runbooks/... for another).
 demo-drill: build
 	./scripts/demo.sh drill
@@ -139,3 +139,12 @@ bench-footprint: build
 BUSY ?= 60s
 bench-load: build
 	BUSY=$(BUSY) $(GO) test -tags integration -run='^$$' -bench='^BenchmarkBusyCores$$' -benchtime=1x -timeout 30m -v ./integration/ | grep -E 'Benchmark|busy|^ok|FAIL|---'
+
+# A seeded random sequence of real faults on the namespace lab, one at a
+# time (integration/soak_test.go): make soak FAULTS=200 SEED=n. The report
+# is in bin/soak/ (JSON and Markdown); a failing run prints its replay.
+FAULTS ?= 20
+SEED   ?=
+.PHONY: soak
+soak: build
+	SOAK_FAULTS=$(FAULTS) SOAK_SEED=$(SEED) $(GO) test -tags integration -count=1 -run='^TestSoak$$' -timeout 180m -v ./integration/ | grep -E 'fault [0-9]+|soak|replay|report|^\||^ok|FAIL|---'

@@ -6,7 +6,7 @@
 # with SIGKILL, and prints who answered and the outage.
 #   scripts/demo.sh up     build the lab, run the demo, tear it down
 #   KEEP=1 scripts/demo.sh up   leave the lab running (then: scripts/demo.sh down)
-#   scripts/demo.sh drill  the same lab, then drill run docs/runbooks/planned-switchover.yaml
+#   scripts/demo.sh drill  the same lab, then drill run docs/runbooks/holder-crashes.yaml
 #                          from the witness (RUNBOOK=... for another) and its report
 #   scripts/demo.sh down   remove everything the demo created
 set -euo pipefail
@@ -26,7 +26,8 @@ nsx() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
 
 down() {
   if [ -d "$STATE" ]; then
-    for f in "$STATE"/*.pid; do
+    touch "$STATE/down" # the agents' supervisors start nothing more
+    for f in "$STATE"/*.super.pid "$STATE"/*.pid; do
       [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
     done
     for f in "$STATE"/*.pid; do
@@ -118,12 +119,12 @@ CFG
   local wpid=$!
   sleep 2
   kill -9 "$(cat "$STATE/$active.pid")"
-  echo "  killed the agent on $active at $(date +%T.%3N)"
+  echo "  killed the agent on $active at $(date +%T.%3N) (its supervisor starts it again 1 s later)"
   wait "$wpid" || true
   say "What the client saw"
   cat "$STATE/client.txt"
   say "newbieha status (on $other) and history"
-  nsx "$other" "$BIN" status --data-dir "$STATE/$other" || true # exit 1: degraded, the old holder's agent is gone
+  nsx "$other" "$BIN" status --data-dir "$STATE/$other" || true # exit 1 while the restarted agent is in its quarantine
   echo
   nsx "$other" "$BIN" history --data-dir "$STATE/$other"
   if [ -n "${KEEP:-}" ]; then
@@ -135,12 +136,14 @@ CFG
 # witness" asks, with an operator certificate (root on the witness's
 # socket cannot carry a change to the leader: the witness holds no CA key).
 drill_demo() {
-  local runbook=${RUNBOOK:-docs/runbooks/planned-switchover.yaml}
+  local runbook=${RUNBOOK:-docs/runbooks/holder-crashes.yaml}
   say "An operator certificate for the drill (signed on node1)"
   nsx node1 "$BIN" operator cert --name demo-drill --ttl 1h --out "$STATE/operator" --data-dir "$STATE/node1"
-  local remote=(--server "$SUBNET.1:7700" --cert-dir "$STATE/operator")
-  say "The plan: newbieha drill run $runbook --dry-run (on witness)"
-  for _ in $(seq 1 50); do
+  # The witness's own API: the member the CLI talks to must not be the one
+  # a fault takes away (holder-crashes kills the active node's agent).
+  local remote=(--server "$SUBNET.3:7700" --cert-dir "$STATE/operator")
+  say "The plan: newbieha drill run $runbook --dry-run (on witness; waits out the 30 s hold-down after the first move)"
+  for _ in $(seq 1 250); do
     nsx witness "$BIN" "${remote[@]}" drill run "$ROOT/$runbook" --dry-run --data-dir "$STATE/witness" >"$STATE/plan.txt" 2>&1 && break
     sleep 0.2
   done
@@ -157,10 +160,21 @@ drill_demo() {
   return "$rc"
 }
 
+# start runs the agent on h under a supervisor that starts it again when
+# it exits, as systemd does (Restart=always, RestartSec=1s): the
+# holder-crashes drill kills it and checks that it comes back.
 start() {
   local h=$1
-  ip netns exec "$P-$h" "$BIN" agent --data-dir "$STATE/$h" >"$STATE/$h.log" 2>&1 &
-  echo $! >"$STATE/$h.pid"
+  (
+    while :; do
+      ip netns exec "$P-$h" "$BIN" agent --data-dir "$STATE/$h" >>"$STATE/$h.log" 2>&1 &
+      echo $! >"$STATE/$h.pid"
+      wait $! || true
+      [ -e "$STATE/down" ] && break
+      sleep 1
+    done
+  ) &
+  echo $! >"$STATE/$h.super.pid"
   disown
   echo "  started agent on $h (log: $STATE/$h.log)"
 }
