@@ -28,6 +28,8 @@ type Settings struct {
 	Checks   []any            `yaml:"checks" json:"checks,omitempty"`
 	Failover FailoverSettings `yaml:"failover" json:"failover"`
 	Timings  Timings          `yaml:"timings" json:"timings"`
+	// Hooks run on transitions (settings_hooks.go, docs/hooks.md).
+	Hooks []HookSettings `yaml:"hooks" json:"hooks,omitempty"`
 }
 
 // FailoverSettings say when the cluster moves the active role by itself.
@@ -213,6 +215,9 @@ func (s Settings) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := s.validateBounds(); err != nil { // settings_bounds.go
+		errs = append(errs, err)
+	}
+	if err := s.validateHooks(); err != nil { // settings_hooks.go
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
