@@ -165,6 +165,7 @@ type Agent struct {
 	root          rootCert // root@NODE's operator certificate (operatorcert.go)
 	ctl           *controller
 	lease         *leaseRunner
+	hooks         *hookSource // hookwire.go
 	gossip        *gossip.Gossip
 
 	votersMu sync.Mutex
@@ -235,6 +236,9 @@ func Start(cfg Config) (_ *Agent, err error) {
 	}
 
 	a.lease = newLeaseRunner(cfg.Node.Name, cfg.Node.Role == fsm.RoleGPU, logging.Named(a.log, "lease"), cfg.clock(), agentLeaseEnv{a}, cfg.NewVIP)
+	a.hooks = newHookSource(hookDeps{name: cfg.Node.Name, gpu: cfg.Node.Role == fsm.RoleGPU, log: logging.Named(a.log, "hooks"),
+		now: cfg.Now, fsm: node.fsm, raft: node.raft, settings: a.settings})
+	a.lease.onHold = a.hooks.hold
 	a.ctl = newController(ctlDeps{
 		name: cfg.Node.Name, role: cfg.Node.Role, log: a.log, now: cfg.Now,
 		fsm: node.fsm, raft: node.raft, raftTimings: cfg.Node.Raft, applyTimeout: cfg.ApplyTimeout,
@@ -242,6 +246,7 @@ func Start(cfg Config) (_ *Agent, err error) {
 		voters: a.voterNames, ownReport: a.lease.report, otherReports: a.otherReports,
 		commit: a.applyAndSpread, workload: cfg.Workload, onSettings: cfg.OnSettings,
 		vip: a.lease.currentVIP, probeVIP: cfg.ProbeVIP, vipIface: cfg.Node.VIPInterface, recordEvent: a.recordEvent,
+		conflictSeen: a.hooks.conflict,
 	})
 	a.leaseDone = make(chan struct{})
 	if err := a.startGossip(); err != nil {
@@ -255,10 +260,14 @@ func Start(cfg Config) (_ *Agent, err error) {
 	if err := a.serve(); err != nil {
 		return nil, err
 	}
-	a.wg.Add(4)
+	a.wg.Add(5)
 	go func() {
 		defer a.wg.Done()
 		a.gossipLoop()
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.hooks.run(a.ctx)
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -397,6 +406,7 @@ func (a *Agent) Close() error {
 		// Every loop ends with the context; wait for them before their
 		// gossip and raft go away under them.
 		a.wg.Wait()
+		a.hooks.close() // after the lease runner's last released
 		if err := a.gossip.Leave(time.Second); err != nil {
 			a.log.Debug("gossip leave", "error", err)
 		}

@@ -109,6 +109,9 @@ type ctlDeps struct {
 	probeVIP    func(ctx context.Context, iface string, ip netip.Addr, timeout time.Duration) ([]net.HardwareAddr, error)
 	vipIface    string
 	recordEvent func(ctx context.Context, kind, detail string)
+	// conflictSeen, when set, is told of each new conflict (hooks); it
+	// does not block.
+	conflictSeen func(why string)
 }
 
 // controller is the Raft leader's decision loop (any voter may lead, the
@@ -424,6 +427,9 @@ func (c *controller) checkConflict(ctx context.Context, timeout time.Duration) {
 		}
 	}
 	if changed {
+		if c.d.conflictSeen != nil {
+			c.d.conflictSeen(why)
+		}
 		c.d.recordEvent(ctx, "vip-conflict", why)
 	}
 }

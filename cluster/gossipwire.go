@@ -67,7 +67,8 @@ func (a *Agent) gossipLoop() {
 	var lastOK bool
 	var lastWhy string
 	for {
-		ok, why, _ := a.ownHealth()
+		ok, why, pending := a.ownHealth()
+		a.hooks.health(ok, why, pending) // hookwire.go: never blocks
 		if time.Since(last) >= 2*time.Second || ok != lastOK || why != lastWhy {
 			a.publishGossip()
 			a.joinGossip()

@@ -62,6 +62,12 @@ type leaseRunner struct {
 
 	errs  repeatLog
 	stats leaseStats // metrics.go
+
+	// onHold, when set, is told after every tick and answer whether this
+	// node holds its lease (hookwire.go); it must not block. holdSeq
+	// orders the reports.
+	onHold  func(seq uint64, holding bool, epoch uint64, stopping bool)
+	holdSeq uint64
 }
 
 func newLeaseRunner(name string, gpu bool, log *slog.Logger, clock func() time.Duration, env leaseEnv, newVIP VIPFactory) *leaseRunner {
@@ -115,6 +121,7 @@ func (r *leaseRunner) tick(ctx context.Context) time.Duration {
 	r.stats.tick(now, out)
 	r.mu.Unlock()
 	r.actuate(ctx, out)
+	r.noteHold()
 	r.sendAll(ctx, out.Send, v.Voters, v.Params)
 	if d := out.Next - r.clock(); d > 0 {
 		return d
@@ -232,6 +239,20 @@ func (r *leaseRunner) takeAnswer(ctx context.Context, a lease.Answer, voters []s
 	r.stats.answered(r.clock(), a, voters, out)
 	r.mu.Unlock()
 	r.actuate(ctx, out)
+	r.noteHold()
+}
+
+// noteHold tells onHold whether this node holds its lease now (after the
+// actuator has acted on it).
+func (r *leaseRunner) noteHold() {
+	if r.onHold == nil {
+		return
+	}
+	r.mu.Lock()
+	r.holdSeq++
+	seq, epoch, holding := r.holdSeq, r.holder.Epoch(), r.holder.Deadline() > r.clock()
+	r.mu.Unlock()
+	r.onHold(seq, holding, epoch, r.stopping.Load())
 }
 
 func (r *leaseRunner) answerLocal(req lease.Request) (lease.Answer, bool) {

@@ -73,7 +73,7 @@ func (ExecRunner) Run(ctx context.Context, argv, env []string, stdin []byte) ([]
 		// It exited 0 and left a process holding its output: done.
 		err = nil
 	}
-	if err != nil && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil && cmd.Process != nil {
 		err = fmt.Errorf("killed (process group %d): %w", cmd.Process.Pid, ctx.Err())
 	}
 	return out.Bytes(), err

@@ -181,6 +181,7 @@ func (m *Manager) Emit(e Event) {
 		}
 		select {
 		case w.queue <- e:
+			w.pending.Add(1)
 		default:
 			w.counts.dropped++
 			m.log.Warn("hook queue full: event dropped", "hook", w.hook.Name, "event", e.Event, "id", e.ID, "queue", cap(w.queue))
@@ -210,14 +211,32 @@ func (m *Manager) Stats() []Stats {
 // Close stops every hook (attempts in flight are cancelled, queues
 // discarded) and waits for their goroutines.
 func (m *Manager) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.Shutdown(ctx)
+}
+
+// Shutdown takes no more events, lets the hooks work through what is
+// queued until ctx ends (an agent that stops gives its last events, such
+// as released, a moment), then stops them like Close.
+func (m *Manager) Shutdown(ctx context.Context) {
 	m.mu.Lock()
-	if !m.closed {
-		m.closed = true
-		for _, w := range m.workers {
-			w.stop()
+	m.closed = true
+	workers := m.workers
+	m.mu.Unlock()
+	for _, w := range workers {
+		for w.pending.Load() > 0 && ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
-		m.workers = map[string]*worker{}
 	}
+	m.mu.Lock()
+	for _, w := range m.workers {
+		w.stop()
+	}
+	m.workers = map[string]*worker{}
 	m.mu.Unlock()
 	m.wg.Wait()
 }
@@ -235,6 +254,8 @@ type worker struct {
 	hook   Hook
 	queue  chan Event
 	counts *counts // guarded by m.mu
+	// pending counts the events queued or in an attempt.
+	pending atomic.Int64
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -261,7 +282,15 @@ func (w *worker) run() {
 			w.discard()
 			return
 		case e := <-w.queue:
+			if w.ctx.Err() != nil { // stopped: both were ready
+				w.pending.Add(-1)
+				w.m.mu.Lock()
+				w.counts.discarded++
+				w.m.mu.Unlock()
+				continue
+			}
 			w.deliver(e)
+			w.pending.Add(-1)
 		}
 	}
 }
@@ -273,6 +302,7 @@ func (w *worker) discard() {
 		select {
 		case <-w.queue:
 			n++
+			w.pending.Add(-1)
 		default:
 			if n > 0 {
 				w.m.mu.Lock()

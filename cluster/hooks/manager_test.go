@@ -305,3 +305,22 @@ func TestRedact_KeepsOnlySchemeAndHost(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestShutdown_LetsQueuedEventsFinishThenStops(t *testing.T) {
+	r := &fakeRunner{}
+	m := New(Config{Node: "node1", Runner: r, Clock: &fakeClock{}})
+	if err := m.Set([]Hook{execHook("h", 0)}); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		m.Emit(Event{Event: Released})
+	}
+	m.Shutdown(t.Context())
+	if s := statsOf(t, m, "h"); s.Delivered != 5 || s.Discarded != 0 {
+		t.Fatalf("stats %+v: Shutdown with time left must deliver what was queued", s)
+	}
+	m.Emit(Event{Event: Released}) // after Shutdown: ignored, no panic
+	if s := statsOf(t, m, "h"); s.Delivered != 5 {
+		t.Fatalf("stats %+v", s)
+	}
+}

@@ -1,0 +1,137 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/newbieha/newbieha/fsm"
+)
+
+// hookLine is one line the test's exec hook wrote.
+type hookLine struct{ node, event, role, epoch, prev, holder, id, extra string }
+
+func readHookLines(t *testing.T, path string) []hookLine {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var out []hookLine
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Split(l, "|")
+		if len(f) == 8 {
+			out = append(out, hookLine{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]})
+		}
+	}
+	return out
+}
+
+func findHook(lines []hookLine, node, event, epoch string) (int, bool) {
+	for i, l := range lines {
+		if l.node == node && l.event == event && (epoch == "" || l.epoch == epoch) {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+// Three in-process agents with an exec hook (a real script) on every
+// event: the events of a planned failover, of joins, of maintenance and
+// of a health flip run on the nodes the docs say, with the epoch.
+func TestHooks_InProcessClusterRunsTheEventsWhereTheyHappen(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "events")
+	script := filepath.Join(dir, "hook.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$NEWBIEHA_NODE|$NEWBIEHA_EVENT|$NEWBIEHA_ROLE|$NEWBIEHA_EPOCH|$NEWBIEHA_PREVIOUS_HOLDER|$NEWBIEHA_HOLDER|$NEWBIEHA_EVENT_ID|$NEWBIEHA_MEMBER$NEWBIEHA_HEALTHY\" >> "+out+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := newTestCluster(t)
+	c.settings = []byte("hooks:\n  - name: log\n    exec:\n      command: [" + script + "]\n      timeout: 10s\n")
+	c.health["node2"] = &fakeHealth{}
+	c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", fsm.RoleGPU, "node1")
+	c.join("witness", "127.0.0.3", fsm.RoleWitness, "node1")
+	n1 := c.nodes["node1"].agent
+	ctx := context.Background()
+	waitFor(t, 20*time.Second, "node1 to hold and node2 to be standby", func() error {
+		lines := readHookLines(t, out)
+		for _, want := range [][3]string{{"node1", "became-holder", "1"}, {"node2", "became-standby", "1"}, {"node1", "member-joined", ""}} {
+			if _, ok := findHook(lines, want[0], want[1], want[2]); !ok {
+				return fmt.Errorf("no %v in %v", want, lines)
+			}
+		}
+		return nil
+	})
+	if n1.Leader() != "node1" {
+		t.Skipf("leader moved to %s: the cluster events would run there", n1.Leader())
+	}
+	if _, err := NewLocalClient(c.nodes["node1"].dataDir).Failover(ctx, FailoverRequest{To: "node2"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the failover's events", func() error {
+		lines := readHookLines(t, out)
+		for _, want := range [][3]string{{"node1", "released", "1"}, {"node2", "became-holder", "2"}, {"node1", "failover-committed", "2"}, {"node1", "became-standby", "2"}} {
+			if _, ok := findHook(lines, want[0], want[1], want[2]); !ok {
+				return fmt.Errorf("no %v in %v", want, lines)
+			}
+		}
+		return nil
+	})
+	lines := readHookLines(t, out)
+	held, _ := findHook(lines, "node1", "became-holder", "1")
+	rel, _ := findHook(lines, "node1", "released", "1")
+	standby, _ := findHook(lines, "node1", "became-standby", "2")
+	if held > rel || rel > standby {
+		t.Fatalf("node1's events out of order (want became-holder, released, became-standby): %v", lines)
+	}
+	i, _ := findHook(lines, "node2", "became-holder", "2")
+	if l := lines[i]; l.prev != "node1" || l.role != "holder" || l.holder != "node2" {
+		t.Fatalf("node2's became-holder: %+v", l)
+	}
+	i, _ = findHook(lines, "node1", "failover-committed", "2")
+	if l := lines[i]; l.prev != "node1" || l.holder != "node2" || !strings.HasPrefix(l.id, "failover-committed-") {
+		t.Fatalf("failover-committed: %+v", l)
+	}
+	joined := []string{}
+	for _, l := range lines {
+		if l.event == "member-joined" {
+			joined = append(joined, l.extra)
+		}
+	}
+	if !slices.Contains(joined, "node2") || !slices.Contains(joined, "witness") {
+		t.Fatalf("member-joined for %v, want node2 and witness", joined)
+	}
+
+	// Maintenance, on the leader; a health flip, on node2 (the holder now).
+	if err := NewLocalClient(c.nodes["node1"].dataDir).Maintenance(ctx, true, "hooks test"); err != nil {
+		t.Fatal(err)
+	}
+	c.health["node2"].set("http:service")
+	waitFor(t, 20*time.Second, "maintenance-on and health-changed", func() error {
+		lines := readHookLines(t, out)
+		if _, ok := findHook(lines, "node1", "maintenance-on", "2"); !ok {
+			return fmt.Errorf("no maintenance-on in %v", lines)
+		}
+		if i, ok := findHook(lines, "node2", "health-changed", "2"); !ok || lines[i].extra != "false" {
+			return fmt.Errorf("no unhealthy health-changed on node2 in %v", lines)
+		}
+		return nil
+	})
+	for _, l := range readHookLines(t, out) {
+		t.Logf("%+v", l)
+	}
+	// No event ran twice (every id once: retries only follow failures).
+	seen := map[string]bool{}
+	for _, l := range readHookLines(t, out) {
+		if seen[l.id] {
+			t.Fatalf("event id %s ran twice: %v", l.id, lines)
+		}
+		seen[l.id] = true
+	}
+}
