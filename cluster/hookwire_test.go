@@ -32,6 +32,16 @@ func readHookLines(t *testing.T, path string) []hookLine {
 	return out
 }
 
+func readHookLinesOf(t *testing.T, path, node string) []hookLine {
+	var out []hookLine
+	for _, l := range readHookLines(t, path) {
+		if l.node == node {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func findHook(lines []hookLine, node, event, epoch string) (int, bool) {
 	for i, l := range lines {
 		if l.node == node && l.event == event && (epoch == "" || l.epoch == epoch) {
@@ -126,6 +136,19 @@ func TestHooks_InProcessClusterRunsTheEventsWhereTheyHappen(t *testing.T) {
 	for _, l := range readHookLines(t, out) {
 		t.Logf("%+v", l)
 	}
+	// Each run is counted in the node's metrics.
+	waitFor(t, 10*time.Second, "node2's hook metrics", func() error {
+		m := c.scrapeLocal("node2")
+		delivered, _ := m.value("newbieha_hook_events_total", "hook", "log", "outcome", "delivered")
+		ok, _ := m.value("newbieha_hook_attempts_total", "hook", "log", "kind", "exec", "result", "ok")
+		if n := float64(len(readHookLinesOf(t, out, "node2"))); delivered != n || ok != n {
+			return fmt.Errorf("node2 delivered %v, ok attempts %v, want %v each", delivered, ok, n)
+		}
+		if q, found := m.value("newbieha_hook_queue_length", "hook", "log"); !found || q != 0 {
+			return fmt.Errorf("queue length %v (%v)", q, found)
+		}
+		return nil
+	})
 	// No event ran twice (every id once: retries only follow failures).
 	seen := map[string]bool{}
 	for _, l := range readHookLines(t, out) {

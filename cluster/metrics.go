@@ -252,6 +252,9 @@ var agentMetricSpecs = []metricSpec{
 	{"newbieha_lease_rounds_total", "Lease rounds this holder started.", nil},
 	{"newbieha_lease_round_duration_seconds", "Time from the start of a lease round to the answer that made a majority.", nil},
 	{"newbieha_lease_grants_refused_total", "Lease requests of this holder that a voter refused, by voter.", []string{"voter"}},
+	{"newbieha_hook_attempts_total", "Attempts of a transition hook to run, by result (ok, error, timeout).", []string{"hook", "kind", "result"}},
+	{"newbieha_hook_events_total", "Events of a transition hook by outcome: delivered, failed (every attempt failed), dropped (its queue was full), discarded (queued when the hook changed or the agent stopped).", []string{"hook", "outcome"}},
+	{"newbieha_hook_queue_length", "Events waiting for a transition hook.", []string{"hook"}},
 	{"newbieha_healthy", "1 if this node's own service is healthy (always 0 on a witness).", nil},
 	{"newbieha_health_check_state", "1 for the check's state (passing, failing, unknown), 0 for the others.", []string{"check", "required", "state"}},
 	{"newbieha_health_check_consecutive_failures", "Consecutive failed samples of the check.", []string{"check"}},
@@ -409,6 +412,19 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for voter, n := range snap.refused {
 		counter("newbieha_lease_grants_refused_total", float64(n), voter)
+	}
+
+	// Hooks (cluster/hooks keeps the counts).
+	if a.hooks != nil {
+		for _, h := range a.hooks.mgr.Stats() {
+			for _, r := range []string{"ok", "error", "timeout"} {
+				counter("newbieha_hook_attempts_total", float64(h.Attempts[r]), h.Hook, h.Kind, r)
+			}
+			for outcome, n := range map[string]uint64{"delivered": h.Delivered, "failed": h.Failed, "dropped": h.Dropped, "discarded": h.Discarded} {
+				counter("newbieha_hook_events_total", float64(n), h.Hook, outcome)
+			}
+			gauge("newbieha_hook_queue_length", float64(h.Queued), h.Hook)
+		}
 	}
 
 	// Health.
