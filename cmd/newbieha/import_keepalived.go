@@ -37,10 +37,11 @@ init --cluster-config or config apply: the VIP, the vrrp_script as an exec
 check (with --check-script, the usual container / HTTP / nvidia-smi checks
 in it become native checks and the script stays as an informational one),
 the MASTER as failover.preferred, and with --compose the compose service as
-the workload.
+the workload, notify_master, notify_backup, notify_fault and notify scripts
+as exec hooks (docs/hooks.md).
 
-Everything that is not carried over (authentication, unicast peers, notify
-scripts, other instances, track_interface, weights, unknown keywords) is
+Everything that is not carried over (authentication, unicast peers,
+notify_stop, other instances, track_interface, weights, unknown keywords) is
 listed, numbered, on stderr and as comments at the top of the output, each
 with what to do instead. Keepalived names no nodes: the MASTER is node1 and
 the BACKUP node2 unless --node-name-for names them by their unicast

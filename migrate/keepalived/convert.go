@@ -86,6 +86,22 @@ type Settings struct {
 	Service  ServiceSettings  `yaml:"service"`
 	Checks   []Check          `yaml:"checks,omitempty"`
 	Failover FailoverSettings `yaml:"failover"`
+	Hooks    []Hook           `yaml:"hooks,omitempty"`
+}
+
+// Hook is one entry of hooks (cluster.HookSettings's schema): the exec
+// hook a notify script becomes.
+type Hook struct {
+	Name   string    `yaml:"name"`
+	Events []string  `yaml:"events,flow"`
+	Exec   *HookExec `yaml:"exec"`
+}
+
+// HookExec is an exec hook's section. Retries is always written: 0, as
+// Keepalived runs a notify script once.
+type HookExec struct {
+	Command []string `yaml:"command,flow"`
+	Retries int      `yaml:"retries"`
 }
 
 // VIPSettings is the vip section.
@@ -186,6 +202,71 @@ func Convert(cfg *Config, opt Options) (Result, error) {
 	return r, nil
 }
 
+// The hook events a notify script maps to (docs/hooks.md).
+const (
+	eventBecameHolder  = "became-holder"
+	eventBecameStandby = "became-standby"
+	eventHealthChanged = "health-changed"
+)
+
+// onlyUnhealthy runs the rest of a command only for a health-changed that
+// says unhealthy: Keepalived's FAULT.
+const onlyUnhealthy = `[ "$NEWBIEHA_HEALTHY" = false ] || exit 0; `
+
+// convertNotify turns notify_master, notify_backup, notify_fault and
+// notify into exec hooks, and lists the other notify keywords.
+func convertNotify(in *Instance, r *Result, note noteFunc) {
+	for _, n := range in.Notify {
+		script := strings.Join(n.Args, " ")
+		what := n.Keyword + " " + script
+		switch n.Keyword {
+		case "notify_master":
+			r.Settings.Hooks = append(r.Settings.Hooks, Hook{Name: "notify-master", Events: []string{eventBecameHolder}, Exec: &HookExec{Command: hookCommand(script, "")}})
+			note(n.Line, what, "an exec hook on became-holder (this node was granted the lease and holds the VIP); it runs once, as Keepalived ran it, with the event in NEWBIEHA_* variables (docs/hooks.md); set exec.retries if running it twice is safe")
+		case "notify_backup":
+			r.Settings.Hooks = append(r.Settings.Hooks, Hook{Name: "notify-backup", Events: []string{eventBecameStandby}, Exec: &HookExec{Command: hookCommand(script, "")}})
+			note(n.Line, what, "an exec hook on became-standby (the state names another node active; also once at the agent's start, as Keepalived's BACKUP at start); a holder that steps down runs released first")
+		case "notify_fault":
+			r.Settings.Hooks = append(r.Settings.Hooks, Hook{Name: "notify-fault", Events: []string{eventHealthChanged}, Exec: &HookExec{Command: hookCommand(script, onlyUnhealthy)}})
+			note(n.Line, what, "an exec hook on health-changed, run only when the node turns unhealthy (NEWBIEHA_HEALTHY=false), as FAULT; newbieha also tells a recovery, which this hook skips")
+		case "notify":
+			prio := strconv.Itoa(prioOf(in))
+			for _, st := range []struct{ state, event, guard string }{
+				{"MASTER", eventBecameHolder, ""}, {"BACKUP", eventBecameStandby, ""}, {"FAULT", eventHealthChanged, onlyUnhealthy},
+			} {
+				r.Settings.Hooks = append(r.Settings.Hooks, Hook{Name: "notify-" + strings.ToLower(st.state), Events: []string{st.event},
+					Exec: &HookExec{Command: append(hookCommand(script, st.guard), "INSTANCE", in.Name, st.state, prio)}})
+			}
+			note(n.Line, what, "three exec hooks, each with Keepalived's arguments: INSTANCE %s MASTER %s on became-holder, BACKUP on became-standby, FAULT on health-changed to unhealthy; Keepalived's STOP has no event (a stopping holder runs released)", in.Name, prio)
+		default:
+			note(n.Line, what, "not carried over: newbieha has no event for it; the closest are released (a holder that stops or steps down) and became-standby (docs/hooks.md)")
+		}
+	}
+	used := map[string]bool{}
+	for i := range r.Settings.Hooks {
+		h := &r.Settings.Hooks[i]
+		name := h.Name
+		for n := 2; used[name]; n++ {
+			name = h.Name + "-" + strconv.Itoa(n)
+		}
+		h.Name = name
+		used[name] = true
+	}
+}
+
+// hookCommand is the argv of an exec hook that runs a notify script line
+// as Keepalived would: plain words with an absolute program as they are;
+// anything else (shell syntax, a program found through PATH, a guard in
+// front) through /bin/sh -c, with the hook's extra arguments passed on
+// as "$@".
+func hookCommand(script, guard string) []string {
+	words := strings.Fields(script)
+	if guard == "" && len(words) > 0 && path.IsAbs(words[0]) && !strings.ContainsAny(script, "|&;<>()$`\\\"'*?[]#~") {
+		return words
+	}
+	return []string{"/bin/sh", "-c", guard + script + ` "$@"`, "notify"}
+}
+
 // uniqueNames renames checks whose name is taken: by an earlier check, or
 // by the checks the agent adds itself (service for health_url, container
 // for runtime docker).
@@ -281,9 +362,7 @@ func convertVIP(in *Instance, r *Result, note noteFunc) error {
 	for _, t := range in.TrackInterfaces {
 		note(t.Line, "track_interface "+t.Name, "not carried over: add a check that fails when the link is down, e.g. {name: link-%s, kind: exec, required: true, exec: {command: [sh, -c, \"grep -qx up /sys/class/net/%s/operstate\"]}}", t.Name, t.Name)
 	}
-	for _, n := range in.Notify {
-		note(n.Line, n.Keyword+" "+strings.Join(n.Args, " "), "not carried over: transition hooks will do this (issue 12 item 2, not built yet); until then watch `newbieha history` or the failover metrics")
-	}
+	convertNotify(in, r, note)
 	if s, ok := in.GARP["garp_master_repeat"]; ok {
 		if n, err := strconv.Atoi(s.Args[0]); err == nil && n >= 1 && n <= 100 {
 			r.Settings.VIP.GARPRepeat = n

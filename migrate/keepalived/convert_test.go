@@ -326,14 +326,20 @@ func TestConvert(t *testing.T) {
 				Checks: []Check{{Name: "chk", Kind: "exec", Required: true, Interval: time.Second, Timeout: 800 * time.Millisecond, Rise: 1, Fall: 1,
 					Exec: &ExecCheck{Command: []string{"/usr/local/bin/check_newbie.sh"}}}},
 				Failover: FailoverSettings{Preferred: "node1"},
+				Hooks: []Hook{
+					{Name: "notify-master", Events: []string{"became-holder"}, Exec: &HookExec{Command: []string{"/etc/keepalived/to_master.sh"}}},
+					{Name: "notify-master-2", Events: []string{"became-holder"}, Exec: &HookExec{Command: []string{"/etc/keepalived/notify.sh", "INSTANCE", "VI_1", "MASTER", "100"}}},
+					{Name: "notify-backup", Events: []string{"became-standby"}, Exec: &HookExec{Command: []string{"/etc/keepalived/notify.sh", "INSTANCE", "VI_1", "BACKUP", "100"}}},
+					{Name: "notify-fault", Events: []string{"health-changed"}, Exec: &HookExec{Command: []string{"/bin/sh", "-c", `[ "$NEWBIEHA_HEALTHY" = false ] || exit 0; /etc/keepalived/notify.sh "$@"`, "notify", "INSTANCE", "VI_1", "FAULT", "100"}}},
+				},
 			},
 			notes: []string{
 				"router_id gpu1", "notification_email", "enable_script_security",
 				"user keepalived_script", "vrrp_script unused: not tracked",
 				"no prefix", "label eth0:vip", "virtual_ipaddress 10.5.0.11/24: not carried over",
 				"track_script missing", "track_interface eth0", "/sys/class/net/eth0/operstate",
-				"notify_master /etc/keepalived/to_master.sh: not carried over: transition hooks will do this (issue 12 item 2, not built yet)",
-				"notify /etc/keepalived/notify.sh", "vrrp_instance VI_1: smtp_alert", "virtual_server 10.5.0.10 8080", "load balancing",
+				"notify_master /etc/keepalived/to_master.sh: an exec hook on became-holder",
+				"notify /etc/keepalived/notify.sh: three exec hooks, each with Keepalived's arguments: INSTANCE VI_1 MASTER 100", "vrrp_instance VI_1: smtp_alert", "virtual_server 10.5.0.10 8080", "load balancing",
 			},
 			noteLines: []int{2, 3, 7, 11, 13, 24, 25, 29, 32, 34, 35, 36, 38},
 		},
@@ -530,4 +536,91 @@ func TestConvert_RefusesAnUnusableVIP(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "line 3: virtual_ipaddress: 127.0.0.2/8 cannot be newbieha's VIP") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// Each notify keyword becomes the exec hook docs/migration.md names, with
+// the command Keepalived would run, and the output is settings that
+// config apply accepts, hooks included.
+func TestConvert_NotifyScriptsBecomeExecHooks(t *testing.T) {
+	const head = "vrrp_instance VI_9 {\n    state BACKUP\n    interface eth0\n    priority 90\n    virtual_ipaddress {\n        10.6.0.10/24\n    }\n"
+	for _, c := range []struct {
+		name, lines string
+		want        []Hook
+		note        string
+	}{
+		{"notify_master", "    notify_master /usr/local/bin/master.sh\n",
+			[]Hook{{Name: "notify-master", Events: []string{"became-holder"}, Exec: &HookExec{Command: []string{"/usr/local/bin/master.sh"}}}},
+			"line 8: notify_master /usr/local/bin/master.sh: an exec hook on became-holder"},
+		{"notify_backup with arguments", "    notify_backup \"/usr/local/bin/state.sh backup now\"\n",
+			[]Hook{{Name: "notify-backup", Events: []string{"became-standby"}, Exec: &HookExec{Command: []string{"/usr/local/bin/state.sh", "backup", "now"}}}},
+			"an exec hook on became-standby"},
+		{"notify_master through PATH", "    notify_master \"master.sh --quiet\"\n",
+			[]Hook{{Name: "notify-master", Events: []string{"became-holder"}, Exec: &HookExec{Command: []string{"/bin/sh", "-c", `master.sh --quiet "$@"`, "notify"}}}},
+			"became-holder"},
+		{"notify_master with shell syntax", "    notify_master \"/usr/bin/logger -t ka master && /usr/local/bin/up.sh\"\n",
+			[]Hook{{Name: "notify-master", Events: []string{"became-holder"}, Exec: &HookExec{Command: []string{"/bin/sh", "-c", `/usr/bin/logger -t ka master && /usr/local/bin/up.sh "$@"`, "notify"}}}},
+			"became-holder"},
+		{"notify_fault", "    notify_fault /usr/local/bin/fault.sh\n",
+			[]Hook{{Name: "notify-fault", Events: []string{"health-changed"}, Exec: &HookExec{Command: []string{"/bin/sh", "-c", `[ "$NEWBIEHA_HEALTHY" = false ] || exit 0; /usr/local/bin/fault.sh "$@"`, "notify"}}}},
+			"run only when the node turns unhealthy"},
+		{"notify", "    notify /usr/local/bin/notify.sh\n",
+			[]Hook{
+				{Name: "notify-master", Events: []string{"became-holder"}, Exec: &HookExec{Command: []string{"/usr/local/bin/notify.sh", "INSTANCE", "VI_9", "MASTER", "90"}}},
+				{Name: "notify-backup", Events: []string{"became-standby"}, Exec: &HookExec{Command: []string{"/usr/local/bin/notify.sh", "INSTANCE", "VI_9", "BACKUP", "90"}}},
+				{Name: "notify-fault", Events: []string{"health-changed"}, Exec: &HookExec{Command: []string{"/bin/sh", "-c", `[ "$NEWBIEHA_HEALTHY" = false ] || exit 0; /usr/local/bin/notify.sh "$@"`, "notify", "INSTANCE", "VI_9", "FAULT", "90"}}},
+			},
+			"INSTANCE VI_9 MASTER 90 on became-holder"},
+		{"notify_stop", "    notify_stop /usr/local/bin/stop.sh\n", nil,
+			"line 8: notify_stop /usr/local/bin/stop.sh: not carried over: newbieha has no event for it"},
+		{"two of a kind", "    notify_master /a.sh\n    notify_master /b.sh\n",
+			[]Hook{
+				{Name: "notify-master", Events: []string{"became-holder"}, Exec: &HookExec{Command: []string{"/a.sh"}}},
+				{Name: "notify-master-2", Events: []string{"became-holder"}, Exec: &HookExec{Command: []string{"/b.sh"}}},
+			},
+			"line 9: notify_master /b.sh"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(head + c.lines + "}\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Convert(cfg, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(r.Settings.Hooks, c.want) {
+				t.Fatalf("hooks\n got %s\nwant %s", hookString(r.Settings.Hooks), hookString(c.want))
+			}
+			var notes []string
+			for _, n := range r.Notes {
+				notes = append(notes, n.String())
+			}
+			if j := strings.Join(notes, "\n"); !strings.Contains(j, c.note) {
+				t.Fatalf("no note has %q:\n%s", c.note, j)
+			}
+			out, err := r.YAML("test.conf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := parseOutput(t, out)
+			if len(s.Hooks) != len(c.want) {
+				t.Fatalf("the output has %d hooks, want %d:\n%s", len(s.Hooks), len(c.want), out)
+			}
+			for i, h := range s.Hooks {
+				w := c.want[i]
+				if h.Name != w.Name || !reflect.DeepEqual(h.Events, w.Events) || h.Exec == nil || !reflect.DeepEqual(h.Exec.Command, w.Exec.Command) ||
+					h.Exec.Retries == nil || *h.Exec.Retries != 0 || h.Webhook != nil {
+					t.Fatalf("output hooks[%d] = %+v %+v, want %s\n%s", i, h, h.Exec, hookString([]Hook{w}), out)
+				}
+			}
+		})
+	}
+}
+
+func hookString(hs []Hook) string {
+	var b strings.Builder
+	for _, h := range hs {
+		fmt.Fprintf(&b, "{%s %v %q} ", h.Name, h.Events, h.Exec.Command)
+	}
+	return b.String()
 }
