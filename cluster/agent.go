@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/newbieha/newbieha/cluster/gossip"
+	"github.com/newbieha/newbieha/cluster/hooks"
 	"github.com/newbieha/newbieha/cluster/pki"
 	"github.com/newbieha/newbieha/fsm"
 )
@@ -110,6 +111,12 @@ type Config struct {
 	// VIP actuator (the witness) uses it to watch for conflicts when it
 	// shares the VIP's segment. nil turns that off.
 	ProbeVIP func(ctx context.Context, iface string, ip netip.Addr, timeout time.Duration) ([]net.HardwareAddr, error)
+	// HookRunner and HookDoer, when set, replace the command runner and
+	// the HTTP client of the transition hooks (docs/hooks.md); nil means
+	// the real ones. The API fuzzers set inert ones, so that no fuzzed
+	// settings run a command.
+	HookRunner hooks.Runner
+	HookDoer   hooks.Doer
 }
 
 func (c *Config) setDefaults() {
@@ -237,7 +244,7 @@ func Start(cfg Config) (_ *Agent, err error) {
 
 	a.lease = newLeaseRunner(cfg.Node.Name, cfg.Node.Role == fsm.RoleGPU, logging.Named(a.log, "lease"), cfg.clock(), agentLeaseEnv{a}, cfg.NewVIP)
 	a.hooks = newHookSource(hookDeps{name: cfg.Node.Name, gpu: cfg.Node.Role == fsm.RoleGPU, log: logging.Named(a.log, "hooks"),
-		now: cfg.Now, fsm: node.fsm, raft: node.raft, settings: a.settings})
+		now: cfg.Now, fsm: node.fsm, raft: node.raft, settings: a.settings, runner: cfg.HookRunner, doer: cfg.HookDoer})
 	a.lease.onHold = a.hooks.hold
 	a.ctl = newController(ctlDeps{
 		name: cfg.Node.Name, role: cfg.Node.Role, log: a.log, now: cfg.Now,

@@ -121,6 +121,15 @@ func fuzzAPI(f *testing.F, rt fuzzRoute) {
 // newFuzzNode initialises and starts a one-node cluster in f's temp dir,
 // as helpers_test.go's testCluster does for a *testing.T, and waits until
 // the node leads and is active.
+// inertHooks answers every hook at once without running or sending
+// anything.
+type inertHooks struct{}
+
+func (inertHooks) Run(context.Context, []string, []string, []byte) ([]byte, error) { return nil, nil }
+func (inertHooks) Do(*http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Body: http.NoBody}, nil
+}
+
 func newFuzzNode(f *testing.F, ghost bool) *fuzzNode {
 	f.Helper()
 	dir := f.TempDir()
@@ -135,7 +144,9 @@ func newFuzzNode(f *testing.F, ghost bool) *fuzzNode {
 	}
 	clock := &testClock{}
 	a, err := Start(Config{DataDir: dir, Node: cfg, Logger: log, Now: clock.Now, ApplyTimeout: 2 * time.Second,
-		PeerTimeout: time.Second, AdmitRetry: 100 * time.Millisecond, Drill: fuzzDrill, ServiceFault: fuzzServiceFault})
+		PeerTimeout: time.Second, AdmitRetry: 100 * time.Millisecond, Drill: fuzzDrill, ServiceFault: fuzzServiceFault,
+		// Fuzzed settings may hold hooks: they run nothing.
+		HookRunner: inertHooks{}, HookDoer: inertHooks{}})
 	if err != nil {
 		f.Fatalf("start: %v", err)
 	}
@@ -386,7 +397,8 @@ func FuzzConfigRequest(f *testing.F) {
 		def, _ := DefaultSettings().YAML()
 		docs := []string{"", string(def), "vip:\n  address: 10.0.0.100/24\n  garp_repeat: 3\n", "vip:\n  address: 127.0.0.1/8\n",
 			"vip:\n  garp_repeat: 0\n", "unknown: 1\n", "timings:\n  expiry_slack: 100000h\n", "vip: [1, 2]\n", "- a\n- b\n",
-			"vip:\n  address: &a 10.0.0.1/24\n  iface: *a\n", "timings: {lease: x}\n"}
+			"vip:\n  address: &a 10.0.0.1/24\n  iface: *a\n", "timings: {lease: x}\n",
+			"hooks:\n  - exec: {command: [/bin/true], retries: 0}\n  - webhook: {url: 'https://x/y', secret_file: /etc/s}\n", "hooks:\n  - exec: {command: [x]}\n"}
 		var out []string
 		for _, d := range docs {
 			b, _ := json.Marshal(ConfigRequest{YAML: d})

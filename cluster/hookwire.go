@@ -32,6 +32,8 @@ type hookDeps struct {
 	fsm      *fsm.FSM
 	raft     *raft.Raft
 	settings func() Settings
+	runner   hooks.Runner // nil: the real one
+	doer     hooks.Doer   // nil: the real one
 }
 
 // hookSource turns what this agent sees into hook events (docs/hooks.md)
@@ -52,8 +54,8 @@ type hookSource struct {
 	named     *bool // the state named this node active at the last look
 	// standby is a became-standby held back until the lease runner says
 	// this node released, so the two run in that order.
-	standby *hooks.Event
-	unhealthy bool  // the last known verdict was unhealthy
+	standby   *hooks.Event
+	unhealthy bool // the last known verdict was unhealthy
 	// The applied state at the last look, for the cluster events.
 	seen      bool
 	lastRaw   string
@@ -65,7 +67,7 @@ type hookSource struct {
 }
 
 func newHookSource(d hookDeps) *hookSource {
-	return &hookSource{d: d, mgr: hooks.New(hooks.Config{Node: d.name, Logger: d.log})}
+	return &hookSource{d: d, mgr: hooks.New(hooks.Config{Node: d.name, Logger: d.log, Runner: d.runner, Doer: d.doer})}
 }
 
 // run watches the applied state and Raft leadership until ctx ends.

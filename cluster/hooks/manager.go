@@ -256,8 +256,8 @@ type worker struct {
 	counts *counts // guarded by m.mu
 	// pending counts the events queued or in an attempt.
 	pending atomic.Int64
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx     context.Context
+	cancel  context.CancelFunc
 }
 
 // startWorker starts h's goroutine; m.mu is held.
