@@ -133,9 +133,6 @@ func TestHooks_InProcessClusterRunsTheEventsWhereTheyHappen(t *testing.T) {
 		}
 		return nil
 	})
-	for _, l := range readHookLines(t, out) {
-		t.Logf("%+v", l)
-	}
 	// Each run is counted in the node's metrics.
 	waitFor(t, 10*time.Second, "node2's hook metrics", func() error {
 		m := c.scrapeLocal("node2")
@@ -149,12 +146,63 @@ func TestHooks_InProcessClusterRunsTheEventsWhereTheyHappen(t *testing.T) {
 		}
 		return nil
 	})
-	// No event ran twice (every id once: retries only follow failures).
+	// A drill recorded on node2 runs there.
+	until := time.Now().Add(time.Minute)
+	if err := NewLocalClient(c.nodes["node2"].dataDir).DrillEvent(ctx, DrillEventRequest{ID: "d1", Runbook: "kill-holder", Phase: DrillPhaseStart, Until: until}); err != nil {
+		t.Fatal(err)
+	}
+	// A member that joins and is removed, on the leader.
+	c.join("node3", "127.0.0.4", fsm.RoleGPU, "node1")
+	waitFor(t, 20*time.Second, "node3 to be a voter", func() error {
+		return healthyStatus(n1.Status(ctx), "node1", "node2", "node3", "witness")
+	})
+	if err := NewLocalClient(c.nodes["node1"].dataDir).Remove(ctx, "node3"); err != nil {
+		t.Fatal(err)
+	}
+	c.stop("node3")
+	waitFor(t, 20*time.Second, "drill-started, member-joined and member-removed", func() error {
+		lines := readHookLines(t, out)
+		for _, w := range [][2]string{{"node2", "drill-started"}, {"node1", "member-removed"}} {
+			if _, ok := findHook(lines, w[0], w[1], ""); !ok {
+				return fmt.Errorf("no %v in %v", w, lines)
+			}
+		}
+		for _, l := range lines {
+			if l.node == "node1" && l.event == "member-joined" && l.extra == "node3" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no member-joined of node3 in %v", lines)
+	})
+
+	// At least once across leaders: the witness, made leader, posts the
+	// recent failover-committed again under the same id.
+	i, _ = findHook(readHookLines(t, out), "node1", "failover-committed", "2")
+	first := readHookLines(t, out)[i]
+	if err := NewLocalClient(c.nodes["node1"].dataDir).TransferLeader(ctx, "witness"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the new leader's replay", func() error {
+		for _, l := range readHookLines(t, out) {
+			if l.node == "witness" && l.event == "failover-committed" && l.epoch == "2" {
+				if l.id != first.id {
+					return fmt.Errorf("replayed as %s, first as %s", l.id, first.id)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no failover-committed from the witness")
+	})
+
+	for _, l := range readHookLines(t, out) {
+		t.Logf("%+v", l)
+	}
+	// No node ran an event twice (one attempt each: none failed).
 	seen := map[string]bool{}
 	for _, l := range readHookLines(t, out) {
-		if seen[l.id] {
-			t.Fatalf("event id %s ran twice: %v", l.id, lines)
+		if seen[l.node+" "+l.id] {
+			t.Fatalf("event id %s ran twice on %s: %v", l.id, l.node, readHookLines(t, out))
 		}
-		seen[l.id] = true
+		seen[l.node+" "+l.id] = true
 	}
 }
