@@ -270,6 +270,7 @@ func TestHooks_FailoverRunsExecHooksAndTheSignedWebhook(t *testing.T) {
 	// The failover is over while the hanging hook still hangs: it did not
 	// wait for it.
 	pids, started := pidsIn(hangDir, 1)
+	t.Logf("when the failover ended, the hanging hook had started: %v", started)
 	if started {
 		for _, p := range pids {
 			if !running(p) {
