@@ -29,7 +29,7 @@ type Settings struct {
 	Failover FailoverSettings `yaml:"failover" json:"failover"`
 	Timings  Timings          `yaml:"timings" json:"timings"`
 	// Hooks run on transitions (settings_hooks.go, docs/hooks.md).
-	Hooks []HookSettings `yaml:"hooks" json:"hooks,omitempty"`
+	Hooks []HookSettings `yaml:"hooks,omitempty" json:"hooks,omitempty"`
 }
 
 // FailoverSettings say when the cluster moves the active role by itself.

@@ -15,13 +15,13 @@ import (
 type HookSettings struct {
 	// Name names the hook in logs and metrics; default "exec-N" or
 	// "webhook-N" (N its index).
-	Name string `yaml:"name" json:"name,omitempty"`
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Events are the kinds it runs for (hooks.NodeKinds,
 	// hooks.ClusterKinds); empty means all.
-	Events []string `yaml:"events" json:"events,omitempty"`
+	Events []string `yaml:"events,omitempty" json:"events,omitempty"`
 	// Exactly one of Exec and Webhook.
-	Exec    *ExecHookSettings    `yaml:"exec" json:"exec,omitempty"`
-	Webhook *WebhookHookSettings `yaml:"webhook" json:"webhook,omitempty"`
+	Exec    *ExecHookSettings    `yaml:"exec,omitempty" json:"exec,omitempty"`
+	Webhook *WebhookHookSettings `yaml:"webhook,omitempty" json:"webhook,omitempty"`
 }
 
 // ExecHookSettings run a command: argv, no shell.
@@ -38,7 +38,7 @@ type WebhookHookSettings struct {
 	// SecretFile is the path, on every node, of the file holding the
 	// HMAC-SHA256 key. Only the path is replicated; the secret never
 	// enters the log.
-	SecretFile       string `yaml:"secret_file" json:"secret_file,omitempty"`
+	SecretFile       string `yaml:"secret_file,omitempty" json:"secret_file,omitempty"`
 	HookDeliveryPlan `yaml:",inline"`
 }
 
@@ -46,14 +46,14 @@ type WebhookHookSettings struct {
 // defaults (HookDefaults).
 type HookDeliveryPlan struct {
 	// Timeout bounds one attempt.
-	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// Retries is how many times a failed attempt is tried again; nil takes
 	// the default, 0 tries once.
-	Retries *int `yaml:"retries" json:"retries,omitempty"`
+	Retries *int `yaml:"retries,omitempty" json:"retries,omitempty"`
 	// Backoff is the pause before the first retry, doubling each time up
 	// to MaxBackoff.
-	Backoff    Duration `yaml:"backoff" json:"backoff,omitempty"`
-	MaxBackoff Duration `yaml:"max_backoff" json:"max_backoff,omitempty"`
+	Backoff    Duration `yaml:"backoff,omitempty" json:"backoff,omitempty"`
+	MaxBackoff Duration `yaml:"max_backoff,omitempty" json:"max_backoff,omitempty"`
 }
 
 // The defaults of a hook's delivery plan.

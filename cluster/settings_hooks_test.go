@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,18 @@ hooks:
 	}
 	if err := validateReplicatedSettings(raw); err != nil {
 		t.Fatalf("the FSM's validator refuses what config apply accepts: %v", err)
+	}
+	// config show's YAML reads back to the same hooks.
+	y, err := s.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := ParseSettings(y)
+	if err != nil {
+		t.Fatalf("config show's output does not parse: %v\n%s", err, y)
+	}
+	if !reflect.DeepEqual(again.hookList(), hs) {
+		t.Fatalf("config show round trip: %+v, want %+v", again.hookList(), hs)
 	}
 }
 
