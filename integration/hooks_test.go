@@ -26,9 +26,11 @@ import (
 )
 
 // listenIn opens a TCP listener inside the network namespace ns: the
-// socket belongs to the namespace the thread was in when it was made.
-// The thread is locked and never unlocked, so Go discards it afterwards
-// instead of running other goroutines in the lab's namespace.
+// socket belongs to the namespace its thread was in when it was made. The
+// thread goes back to its own namespace before it is unlocked (the lab's
+// cleanup kills every process it finds in its namespaces, and a process is
+// found by its main thread's); if it cannot, it stays locked and Go
+// discards it.
 func listenIn(t *testing.T, ns, addr string) net.Listener {
 	t.Helper()
 	type res struct {
@@ -38,6 +40,12 @@ func listenIn(t *testing.T, ns, addr string) net.Listener {
 	ch := make(chan res, 1)
 	go func() {
 		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- res{nil, err}
+			return
+		}
+		defer own.Close()
 		f, err := os.Open("/var/run/netns/" + ns)
 		if err != nil {
 			ch <- res{nil, err}
@@ -49,6 +57,11 @@ func listenIn(t *testing.T, ns, addr string) net.Listener {
 			return
 		}
 		ln, err := net.Listen("tcp", addr)
+		if err := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- res{ln, err} // stay locked: this thread is discarded
+			return
+		}
+		runtime.UnlockOSThread()
 		ch <- res{ln, err}
 	}()
 	r := <-ch
