@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,5 +206,90 @@ func TestHooks_InProcessClusterRunsTheEventsWhereTheyHappen(t *testing.T) {
 			t.Fatalf("event id %s ran twice on %s: %v", l.id, l.node, readHookLines(t, out))
 		}
 		seen[l.node+" "+l.id] = true
+	}
+}
+
+// recordRunner is a hooks.Runner that records each event's environment
+// instead of running anything (the agents here share one process).
+type recordRunner struct {
+	mu     sync.Mutex
+	events []map[string]string
+}
+
+func (r *recordRunner) Run(_ context.Context, _, env []string, _ []byte) ([]byte, error) {
+	m := map[string]string{}
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		m[k] = v
+	}
+	r.mu.Lock()
+	r.events = append(r.events, m)
+	r.mu.Unlock()
+	return nil, nil
+}
+
+// find returns the first recorded event of kind on node.
+func (r *recordRunner) find(node, kind string) (map[string]string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.events {
+		if e["NEWBIEHA_NODE"] == node && e["NEWBIEHA_EVENT"] == kind {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// A VIP conflict runs conflict-seen on each node whose probe hears it (the
+// holder and the witness here); maintenance off and a drill's end run too.
+func TestHooks_ConflictMaintenanceOffAndDrillEnd(t *testing.T) {
+	rec := &recordRunner{}
+	c := newTestCluster(t)
+	c.wire = newFakeWire(t)
+	c.settings = []byte("vip:\n  address: 10.99.0.100/24\n  conflict_probe_interval: 200ms\n" + testTimingsYAML +
+		"hooks:\n  - exec: {command: [/nonexistent/never-run]}\n")
+	c.configure = func(_ string, cfg *Config) { cfg.HookRunner = rec }
+	c.init("node1", "127.0.0.1")
+	c.join("node2", "127.0.0.2", fsm.RoleGPU, "node1")
+	c.join("witness", "127.0.0.3", fsm.RoleWitness, "node1")
+	c.waitHolder("node1")
+	c.wire.mu.Lock()
+	c.wire.foreign = []net.HardwareAddr{{0xde, 0xad, 0xbe, 0xef, 0, 2}}
+	c.wire.mu.Unlock()
+	ctx := context.Background()
+	local := NewLocalClient(c.nodes["node1"].dataDir)
+	if err := local.Maintenance(ctx, true, "window"); err != nil {
+		t.Fatal(err)
+	}
+	if err := local.Maintenance(ctx, false, "done"); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewLocalClient(c.nodes["node2"].dataDir).DrillEvent(ctx, DrillEventRequest{ID: "d2", Runbook: "kill-holder", Phase: DrillPhaseEnd, Summary: "ok: 1 failed request"}); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.leader()
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	waitFor(t, 20*time.Second, "the events", func() error {
+		for _, w := range [][2]string{{"node1", "conflict-seen"}, {"node2", "conflict-seen"}, {"witness", "conflict-seen"}, {leader.name, "maintenance-off"}, {"node2", "drill-ended"}} {
+			if _, ok := rec.find(w[0], w[1]); !ok {
+				return fmt.Errorf("no %s on %s", w[1], w[0])
+			}
+		}
+		return nil
+	})
+	e, _ := rec.find("node1", "conflict-seen")
+	if e["NEWBIEHA_ROLE"] != "holder" || e["NEWBIEHA_EPOCH"] != "1" || !strings.Contains(e["NEWBIEHA_REASON"], "de:ad:be:ef:00:02") {
+		t.Fatalf("node1's conflict-seen: %v", e)
+	}
+	if e, _ := rec.find("witness", "conflict-seen"); e["NEWBIEHA_ROLE"] != "witness" {
+		t.Fatalf("the witness's conflict-seen: %v", e)
+	}
+	if e, _ := rec.find("node2", "drill-ended"); !strings.Contains(e["NEWBIEHA_REASON"], "drill d2: ok: 1 failed request") {
+		t.Fatalf("drill-ended: %v", e)
+	}
+	if e, ok := rec.find("node2", "conflict-seen"); !ok || e["NEWBIEHA_ROLE"] != "standby" {
+		t.Fatalf("node2, a standby hearing two hosts, ran %v (%v)", e, ok)
 	}
 }
