@@ -113,6 +113,9 @@ func (a *Agent) failover(ctx context.Context, req FailoverRequest, reason string
 	if !req.Force && !target.Healthy {
 		return FailoverResponse{}, fmt.Errorf("%w: %s: %s (--force skips this check)", ErrUnhealthy, req.To, target.HealthReason)
 	}
+	if err := followsLeader(target, a.Name()); err != nil && !req.Force {
+		return FailoverResponse{}, fmt.Errorf("%w: %v (--force skips this check)", ErrUnreachable, err)
+	}
 	cmd := fsm.SetActive{Node: req.To, Epoch: st.Active.Epoch + 1, Time: a.cfg.Now().UTC(), Reason: reason}
 	data, err := fsm.Encode(cmd)
 	if err != nil {
@@ -225,4 +228,25 @@ func truncateUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// followsLeader says why a failover target would not learn of its new
+// role in time: it is not a follower of leader (a candidate after a
+// partition, or following another), so the entry naming it reaches it only
+// once it follows again, and by then the old holder has released and the
+// voters, hearing no lease round from the target for a lease, have named
+// another node (holder-lost). Found by the soak: a planned failover right
+// after the GPU nodes' link came back went there and back.
+func followsLeader(s SelfReport, leader string) error {
+	if s.Name == leader && s.Raft == RaftLeader {
+		return nil // the leader hands the role to itself
+	}
+	if s.Raft != RaftFollower || s.Leader != leader {
+		seen := s.Leader
+		if seen == "" {
+			seen = "none"
+		}
+		return fmt.Errorf("%s does not follow the leader %s yet (raft %s, sees leader %s): try again once status shows it following", s.Name, leader, s.Raft, seen)
+	}
+	return nil
 }

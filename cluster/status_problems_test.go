@@ -54,3 +54,21 @@ func TestStatus_NamesAMemberThatDidNotAnswerAndCarriesRaftFigures(t *testing.T) 
 		t.Fatalf("problems %q", p)
 	}
 }
+
+func TestFollowsLeader(t *testing.T) {
+	for _, tt := range []struct {
+		s    SelfReport
+		want string
+	}{
+		{SelfReport{Name: "node2", Raft: RaftFollower, Leader: "node1"}, ""},
+		{SelfReport{Name: "node2", Raft: "candidate"}, "node2 does not follow the leader node1 yet (raft candidate, sees leader none)"},
+		{SelfReport{Name: "node2", Raft: RaftFollower, Leader: "witness"}, "sees leader witness"},
+		{SelfReport{Name: "node2", Raft: RaftLeader, Leader: "node2"}, "raft leader"},
+		{SelfReport{Name: "node1", Raft: RaftLeader, Leader: "node1"}, ""},
+	} {
+		err := followsLeader(tt.s, "node1")
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%+v: %v, want %q", tt.s, err, tt.want)
+		}
+	}
+}
