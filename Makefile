@@ -9,6 +9,7 @@ export NEWBIEHA_BIN := $(BIN)/newbieha
 export NEWBIEHA_STUB_BIN := $(BIN)/stub-model
 export NEWBIEHA_STUB_IMAGE := $(STUB_IMAGE)
 export NEWBIEHA_VIPWATCH_BIN := $(BIN)/vipwatch
+export NEWBIEHA_WITNESS_BIN := $(BIN)/newbieha-witness
 
 # What `newbieha version` prints (cmd/newbieha/main.go), each settable:
 # `make build VERSION=1.2.0`. The build date honours SOURCE_DATE_EPOCH.

@@ -120,7 +120,10 @@ func BenchmarkFailover(b *testing.B) {
 // BenchmarkIdleFootprint measures what each agent costs while nothing
 // happens: CPU (user + system, % of one core) and resident memory, over
 // FOOTPRINT (default 60s; docs/benchmarks.md uses 5m). One iteration is
-// one window.
+// one window. The witness runs its static build (NEWBIEHA_WITNESS_BIN,
+// bin/newbieha-witness), as it is deployed. Resident memory is split into
+// anonymous pages (heap, stacks, runtime) and file pages (the mapped
+// binary and libraries), from /proc/PID/status.
 func BenchmarkIdleFootprint(b *testing.B) {
 	window := time.Minute
 	if v := os.Getenv("FOOTPRINT"); v != "" {
@@ -130,7 +133,17 @@ func BenchmarkIdleFootprint(b *testing.B) {
 		}
 		window = d
 	}
-	f := newFailoverLab(b)
+	witness := os.Getenv("NEWBIEHA_WITNESS_BIN")
+	if witness == "" {
+		b.Fatal("NEWBIEHA_WITNESS_BIN is not set: run `make bench-footprint`")
+	}
+	f := newFailoverLabWith(b, "", "", func(f *failoverLab) {
+		// The lab starts every agent from the cgo build; restart the
+		// witness from its own.
+		f.kill(f.w, syscall.SIGTERM)
+		f.w.bin = witness
+		f.startAgent(f.w)
+	})
 	time.Sleep(5 * time.Second) // start-up work done
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -144,7 +157,8 @@ func BenchmarkIdleFootprint(b *testing.B) {
 			cpu := 100 * (after.cpu - before[h.name].cpu).Seconds() / window.Seconds()
 			b.ReportMetric(cpu, h.name+"-cpu-%")
 			b.ReportMetric(float64(after.rss)/(1<<20), h.name+"-rss-MiB")
-			b.Logf("%s over %v: cpu %.2f %% of a core, rss %.1f MiB", h.name, window, cpu, float64(after.rss)/(1<<20))
+			b.Logf("%s over %v: cpu %.2f %% of a core, rss %.1f MiB (anon %.1f, file %.1f)", h.name, window, cpu,
+				float64(after.rss)/(1<<20), float64(after.anon)/(1<<20), float64(after.file)/(1<<20))
 		}
 	}
 	if !f.holds(f.n1) || f.holds(f.n2) {
@@ -189,8 +203,8 @@ func BenchmarkBusyCores(b *testing.B) {
 }
 
 type procSample struct {
-	cpu time.Duration
-	rss int64
+	cpu             time.Duration
+	rss, anon, file int64
 }
 
 // sampleProc reads a process's CPU time and resident set from /proc.
@@ -209,15 +223,24 @@ func sampleProc(b *testing.B, pid int) procSample {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var rss int64
+	const clkTck = 100 // USER_HZ on Linux
+	s := procSample{cpu: time.Duration(utime+stime) * time.Second / clkTck}
 	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			rss = kb << 10
+		key, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		switch key {
+		case "VmRSS":
+			s.rss = kb << 10
+		case "RssAnon":
+			s.anon = kb << 10
+		case "RssFile":
+			s.file = kb << 10
 		}
 	}
-	const clkTck = 100 // USER_HZ on Linux
-	return procSample{cpu: time.Duration(utime+stime) * time.Second / clkTck, rss: rss}
+	return s
 }
 
 func report(b *testing.B, name string, v []float64) {

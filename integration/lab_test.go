@@ -101,6 +101,8 @@ type host struct {
 	restarts   int
 	// env is added to the agent's environment.
 	env []string
+	// bin is the agent's binary; binPath when empty.
+	bin string
 }
 
 func run(t testing.TB, name string, args ...string) string {
@@ -180,10 +182,18 @@ func (l *lab) mustCLI(h *host, args ...string) string {
 	return out
 }
 
+// agentBin is the binary h's agent runs.
+func (h *host) agentBin() string {
+	if h.bin != "" {
+		return h.bin
+	}
+	return binPath
+}
+
 // startAgent runs `newbieha agent` in the host's namespace, logging to a file.
 func (l *lab) startAgent(h *host) {
 	l.t.Helper()
-	cmd, done, err := l.spawn(h, h.logPath, h.env, binPath, "agent", "--data-dir", h.dataDir)
+	cmd, done, err := l.spawn(h, h.logPath, h.env, h.agentBin(), "agent", "--data-dir", h.dataDir)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -220,7 +230,7 @@ func (l *lab) supervise(h *host) {
 				return
 			}
 			l.mu.Unlock()
-			cmd, next, err := l.spawn(h, h.logPath, h.env, binPath, "agent", "--data-dir", h.dataDir)
+			cmd, next, err := l.spawn(h, h.logPath, h.env, h.agentBin(), "agent", "--data-dir", h.dataDir)
 			l.mu.Lock()
 			if err != nil {
 				h.supervised = false
