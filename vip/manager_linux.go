@@ -62,6 +62,17 @@ type Manager struct {
 	burst   *loop
 	refresh *loop
 	fence   *fence.Fence // nil until Hold installs it, or Release finds one
+
+	// What the last full Hold checked and wrote, for Config.Recheck:
+	// trusted is set by a Hold that verified the fence and wrote the
+	// address, and cleared by everything that removes either. checkedAt is
+	// when the fence was verified, wroteAt when the address was written
+	// (read before the write, so never later than the kernel's own
+	// timestamp) with wroteSecs of lifetime; all on CLOCK_BOOTTIME.
+	trusted   bool
+	checkedAt time.Duration
+	wroteAt   time.Duration
+	wroteSecs int
 }
 
 // loop is one background goroutine with its stop path.
@@ -340,6 +351,21 @@ func (m *Manager) Hold(ctx context.Context, deadline time.Duration) (claimed boo
 		m.dropLocked("zero deadline")
 		return false, fmt.Errorf("hold %s: deadline %v: %w", m.cfg.Assignment, deadline, ErrStaleConfirmation)
 	}
+	if m.canRenewQuickly(deadline) {
+		// Steps 2 and 3 only: the fence was verified and the address
+		// written (with a lifetime that outlasts deadline) within Recheck.
+		if err := m.fence.SetDeadline(deadline); err != nil {
+			m.dropLocked("fence deadline not written")
+			return false, fmt.Errorf("hold %s: %w: %w", m.cfg.Assignment, ErrFence, err)
+		}
+		if now := m.bootNow(); now >= deadline {
+			m.dropLocked("deadline passed")
+			return false, fmt.Errorf("hold %s: deadline passed %v ago: %w", m.cfg.Assignment, now-deadline, ErrStaleConfirmation)
+		}
+		return false, nil
+	}
+	m.trusted = false
+	checked := m.bootNow()
 	f, err := m.ensureFence()
 	if err != nil {
 		m.dropLocked("fence not in place")
@@ -354,7 +380,8 @@ func (m *Manager) Hold(ctx context.Context, deadline time.Duration) (claimed boo
 		m.dropLocked("deadline passed")
 		return false, fmt.Errorf("hold %s: deadline passed %v ago: %w", m.cfg.Assignment, now-deadline, ErrStaleConfirmation)
 	}
-	absent, err := m.writeAddr(holdLifetime(m.cfg.Lifetime, deadline-now), func() error {
+	lifetime := holdLifetime(m.cfg.Lifetime, deadline-now)
+	absent, err := m.writeAddr(lifetime, func() error {
 		if now := m.bootNow(); now >= deadline {
 			return fmt.Errorf("deadline passed %v ago while adding the address, removed it again: %w", now-deadline, ErrStaleConfirmation)
 		}
@@ -363,6 +390,7 @@ func (m *Manager) Hold(ctx context.Context, deadline time.Duration) (claimed boo
 	if err != nil {
 		return false, fmt.Errorf("hold %s: %w", m.cfg.Assignment, err)
 	}
+	m.trusted, m.checkedAt, m.wroteAt, m.wroteSecs = true, checked, now, int(RoundLifetime(lifetime)/time.Second)
 	if !absent {
 		return false, nil
 	}
@@ -372,6 +400,23 @@ func (m *Manager) Hold(ctx context.Context, deadline time.Duration) (claimed boo
 		return true, fmt.Errorf("hold %s: %w: %w", m.cfg.Assignment, ErrAnnounce, err)
 	}
 	return true, nil
+}
+
+// canRenewQuickly says whether Hold(deadline) may skip verifying the fence
+// and rewriting the address (Config.Recheck): both were done within
+// Recheck, the address was written less than half its lifetime ago, and
+// that lifetime lasts past deadline and is the one Hold would write now.
+// Callers hold m.mu.
+func (m *Manager) canRenewQuickly(deadline time.Duration) bool {
+	if m.cfg.Recheck <= 0 || !m.trusted || m.fence == nil {
+		return false
+	}
+	now := m.bootNow()
+	lifetime := time.Duration(m.wroteSecs) * time.Second
+	return now-m.checkedAt < m.cfg.Recheck &&
+		now-m.wroteAt < min(m.cfg.Recheck, lifetime/2) &&
+		deadline < m.wroteAt+lifetime &&
+		int(RoundLifetime(holdLifetime(m.cfg.Lifetime, deadline-now))/time.Second) == m.wroteSecs
 }
 
 // Prepare installs and verifies the fence, closed (deadline 0) unless a
@@ -453,6 +498,7 @@ func (m *Manager) closeFence() error {
 // announcements, fence deadline 0, no address. Errors are logged; the
 // caller returns the reason it dropped. Callers hold m.mu.
 func (m *Manager) dropLocked(why string) {
+	m.trusted = false
 	m.stopLoops()
 	if m.fence != nil {
 		if err := m.fence.SetDeadline(0); err != nil {
@@ -516,6 +562,7 @@ func (m *Manager) Release() error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
+	m.trusted = false
 	m.stopLoops()
 	fenceErr := m.closeFence()
 	err := m.withHandle(func(h *netlink.Handle) error {
@@ -545,6 +592,7 @@ func (m *Manager) Close() error {
 	if m.closed.Load() {
 		return nil
 	}
+	m.trusted = false
 	m.stopLoops()
 	fenceErr := m.closeFence()
 	var removed int

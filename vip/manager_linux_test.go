@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/newbieha/newbieha/vip/fence"
 )
 
 var (
@@ -177,6 +180,44 @@ func TestHold_ReaddsMissingAddress(t *testing.T) {
 	}
 	// A re-added address is announced again.
 	waitFor(t, 3*time.Second, func() bool { return len(seen.from(a.mac)) >= 4 }, "a fresh announcement after the re-add")
+}
+
+// With Recheck, a renewal soon after a full Hold only writes the deadline:
+// an address removed behind the Manager's back comes back at the first
+// Hold after Recheck, not at once. The fence's deadline follows every Hold.
+func TestHold_RecheckTrustsItsOwnWritesForAWhile(t *testing.T) {
+	l := newLab(t, "a")
+	a := l.node("a")
+	cfg := labConfig(5 * time.Second)
+	cfg.Recheck = 500 * time.Millisecond
+	m := a.manager(t, cfg)
+	ctx := context.Background()
+	holdFor(t, m, 2*time.Second)
+	start := time.Now()
+	ipRun(t, "-n", a.name, "addr", "del", labVIP.String(), "dev", labIface)
+	d := Now() + 2*time.Second
+	if claimed, err := m.Hold(ctx, d); err != nil || claimed {
+		t.Fatalf("renewing Hold within Recheck: %v, %v; want not claimed", claimed, err)
+	}
+	if time.Since(start) < cfg.Recheck {
+		if held, _, _ := m.Held(); held {
+			t.Fatal("a renewal within Recheck rewrote the address")
+		}
+	}
+	a.do(t, func() error {
+		found, err := fence.List(labIface)
+		if err != nil || len(found) != 1 || found[0].Deadline != d {
+			return fmt.Errorf("fence after a quick renewal: %+v, %v; want deadline %v", found, err, d)
+		}
+		return nil
+	})
+	time.Sleep(time.Until(start.Add(cfg.Recheck)))
+	if claimed, err := m.Hold(ctx, Now()+2*time.Second); err != nil || !claimed {
+		t.Fatalf("Hold after Recheck: %v, %v; want claimed (re-added)", claimed, err)
+	}
+	if held, _, err := m.Held(); err != nil || !held {
+		t.Fatalf("after Recheck: Held = %v, %v; want the address back", held, err)
+	}
 }
 
 // A deadline that is not in the future holds nothing, and a refused Hold

@@ -168,9 +168,25 @@ type Config struct {
 	// never needs the pin to be found again (see package vip/fence).
 	FencePinDir string
 
+	// Recheck, when positive, is how long Hold trusts what it checked and
+	// wrote itself: a fence it verified (filters, programs, map) and an
+	// address it wrote (and its lifetime). A renewal within Recheck of those
+	// writes only the new deadline into the fence and reads it back; the
+	// next one after it checks everything again. The deadline is written on
+	// every Hold whatever Recheck says: it is what stops the VIP. What a
+	// longer Recheck delays is only the repair of something removed behind
+	// the Manager's back (an operator's tc or ip command), by at most
+	// Recheck. The address is rewritten at least every half of its
+	// lifetime. 0 checks everything on every Hold.
+	Recheck time.Duration
+
 	// Logger receives the Manager's log lines. nil discards them.
 	Logger *slog.Logger
 }
+
+// maxRecheck bounds Config.Recheck: a fence or address removed behind the
+// Manager's back is repaired within this long at most.
+const maxRecheck = 10 * time.Second
 
 // holdLifetime returns the address lifetime Hold installs when remaining
 // is left until the fence's deadline: Lifetime, or more if the deadline is
@@ -228,6 +244,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: GARPInterval %v: must be at least %v (0 for the default %v)", ErrInvalidConfig, c.GARPInterval, minGARPInterval, DefaultGARPInterval)
 	case c.Refresh < 0 || (c.Refresh > 0 && c.Refresh < minRefresh):
 		return fmt.Errorf("%w: Refresh %v: must be 0 (off) or at least %v", ErrInvalidConfig, c.Refresh, minRefresh)
+	case c.Recheck < 0 || c.Recheck > maxRecheck:
+		return fmt.Errorf("%w: Recheck %v: must be between 0 (every Hold) and %v", ErrInvalidConfig, c.Recheck, maxRecheck)
 	case c.FencePinDir != "" && !strings.HasPrefix(c.FencePinDir, "/"):
 		return fmt.Errorf("%w: FencePinDir %q: must be an absolute path", ErrInvalidConfig, c.FencePinDir)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/newbieha/newbieha/cluster"
 	"github.com/newbieha/newbieha/cluster/pki"
@@ -105,7 +106,11 @@ func vipFactory(dataDir string, logger *slog.Logger) cluster.VIPFactory {
 			GARPRepeat:   s.GARPRepeat,
 			GARPInterval: s.GARPInterval,
 			Refresh:      s.Refresh,
-			Logger:       logging.Named(logger, "vip"),
+			// The fence's deadline is written on every renewal (10 a
+			// second by default); its filters are verified and the
+			// address rewritten once a second (docs/vip.md).
+			Recheck: time.Second,
+			Logger:  logging.Named(logger, "vip"),
 		})
 	}
 }
