@@ -178,6 +178,12 @@ func New(cfg Config) (*Gossip, error) {
 	mc.SecretKey = bytes.Clone(cfg.Key)
 	mc.GossipVerifyIncoming = true
 	mc.GossipVerifyOutgoing = true
+	// memberlist's own LZW compression of every message: our states are
+	// DEFLATE-compressed already (codec.go) and everything else it sends
+	// is a few dozen bytes, yet each compressed message allocated a fresh
+	// LZW writer (a third of an idle agent's allocations, measured). A
+	// receiver still takes compressed messages from an older peer.
+	mc.EnableCompression = false
 	mc.ProbeInterval = cfg.ProbeInterval
 	mc.ProbeTimeout = cfg.ProbeTimeout
 	mc.SuspicionMult = cfg.SuspicionMult
