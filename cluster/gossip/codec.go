@@ -112,32 +112,10 @@ func (e *encoder) encodeState(m stateMsg) ([]byte, error) {
 // decodeState parses a state message. It never panics and never allocates
 // more than MaxStateSize for the payload, whatever the input.
 func decodeState(b []byte) (stateMsg, error) {
-	if len(b) > maxStateMsg {
-		return stateMsg{}, fmt.Errorf("%w: state message of %d bytes (limit %d)", errMalformed, len(b), maxStateMsg)
+	flags, seq, origin, payload, err := decodeStateHeader(b)
+	if err != nil {
+		return stateMsg{}, err
 	}
-	if len(b) < 2 || b[0] != msgState {
-		return stateMsg{}, fmt.Errorf("%w: not a state message", errMalformed)
-	}
-	flags := b[1]
-	if flags&^knownFlags != 0 {
-		return stateMsg{}, fmt.Errorf("%w: unknown flags %#02x", errMalformed, flags)
-	}
-	rest := b[2:]
-	seq, n := binary.Uvarint(rest)
-	if n <= 0 {
-		return stateMsg{}, fmt.Errorf("%w: bad sequence number", errMalformed)
-	}
-	rest = rest[n:]
-	nameLen, n := binary.Uvarint(rest)
-	if n <= 0 || nameLen > MaxNameLen || nameLen > uint64(len(rest)-n) {
-		return stateMsg{}, fmt.Errorf("%w: bad origin length", errMalformed)
-	}
-	rest = rest[n:]
-	origin := string(rest[:nameLen])
-	if err := validName(origin); err != nil {
-		return stateMsg{}, fmt.Errorf("%w: %w", errMalformed, err)
-	}
-	payload := rest[nameLen:]
 	if flags&flagDeflate != 0 {
 		p, err := inflate(payload)
 		if err != nil {
@@ -154,6 +132,38 @@ func decodeState(b []byte) (stateMsg, error) {
 		payload = []byte{}
 	}
 	return stateMsg{Origin: origin, Seq: seq, Payload: payload}, nil
+}
+
+// decodeStateHeader parses a state message up to its payload, which it
+// returns as it is on the wire (aliasing b, still compressed when flags
+// says so). It is what decodeState reads before it inflates anything.
+func decodeStateHeader(b []byte) (flags byte, seq uint64, origin string, payload []byte, err error) {
+	if len(b) > maxStateMsg {
+		return 0, 0, "", nil, fmt.Errorf("%w: state message of %d bytes (limit %d)", errMalformed, len(b), maxStateMsg)
+	}
+	if len(b) < 2 || b[0] != msgState {
+		return 0, 0, "", nil, fmt.Errorf("%w: not a state message", errMalformed)
+	}
+	flags = b[1]
+	if flags&^knownFlags != 0 {
+		return 0, 0, "", nil, fmt.Errorf("%w: unknown flags %#02x", errMalformed, flags)
+	}
+	rest := b[2:]
+	seq, n := binary.Uvarint(rest)
+	if n <= 0 {
+		return 0, 0, "", nil, fmt.Errorf("%w: bad sequence number", errMalformed)
+	}
+	rest = rest[n:]
+	nameLen, n := binary.Uvarint(rest)
+	if n <= 0 || nameLen > MaxNameLen || nameLen > uint64(len(rest)-n) {
+		return 0, 0, "", nil, fmt.Errorf("%w: bad origin length", errMalformed)
+	}
+	rest = rest[n:]
+	origin = string(rest[:nameLen])
+	if err := validName(origin); err != nil {
+		return 0, 0, "", nil, fmt.Errorf("%w: %w", errMalformed, err)
+	}
+	return flags, seq, origin, rest[nameLen:], nil
 }
 
 // inflate decompresses a DEFLATE stream, refusing output over MaxStateSize.

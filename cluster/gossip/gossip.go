@@ -476,6 +476,9 @@ var (
 // if it fits the broadcast queue, and drops anything malformed, forged or
 // from the future with a log line.
 func (g *Gossip) apply(raw []byte, via string) {
+	if g.known(raw, via) {
+		return
+	}
 	m, env, der, err := g.verify(raw)
 	switch {
 	case errors.Is(err, errCertUnknown):
@@ -531,6 +534,39 @@ func (g *Gossip) apply(raw []byte, via string) {
 		g.queue.QueueBroadcast(&broadcast{origin: m.Origin, seq: m.Seq, msg: bcast})
 	}
 	signal(g.changeCh)
+}
+
+// known reports whether raw claims a state that apply would ignore anyway:
+// not newer than the one this node holds for its origin (or its own
+// state, not newer than its own sequence), or from a forgotten origin.
+// Relays, retransmissions and every push/pull bring such states back all
+// the time, and each would cost an inflate and a signature check (most of
+// what gossip cost an idle agent). The claim is not verified, and need not
+// be: a message dropped here is one that could only ever be ignored or
+// refused, and a forger cannot make a genuine newer state look older,
+// since the sequence number is part of what its origin signs.
+func (g *Gossip) known(raw []byte, via string) bool {
+	env, err := decodeEnvelope(raw)
+	if err != nil {
+		return false
+	}
+	_, seq, origin, _, err := decodeStateHeader(env.inner)
+	if err != nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if origin == g.cfg.Name {
+		return seq <= g.seq
+	}
+	if g.forgotten[origin] {
+		return true
+	}
+	cur := g.states[origin]
+	if cur != nil && cur.seq > seq {
+		g.log.Debug("ignoring an older gossip state", "origin", origin, "seq", seq, "have", cur.seq, "via", via)
+	}
+	return cur != nil && cur.seq >= seq
 }
 
 // localBundle encodes every state this node holds, for push/pull.
