@@ -28,6 +28,13 @@ type leaseEnv interface {
 	send(ctx context.Context, to string, req lease.Request) (lease.Answer, error)
 	// changed is closed on the next change of the applied state.
 	changed() <-chan struct{}
+	// leads reports whether this node leads Raft now.
+	leads() bool
+	// shedLeadership hands Raft leadership to a live witness when this
+	// node leads; it returns the voter it was handed to ("" when this node
+	// does not lead or no witness could take it). It blocks until the
+	// transfer is done or has failed.
+	shedLeadership() (to string, err error)
 }
 
 // leaseRunner runs this node's voter and, on a GPU node, its holder: the
@@ -68,7 +75,32 @@ type leaseRunner struct {
 	// orders the reports.
 	onHold  func(seq uint64, holding bool, epoch uint64, stopping bool)
 	holdSeq uint64
+
+	// shedding is set while a leadership hand-off runs; shedNext is when
+	// this node next looks at whether it leads, ledSince since when it
+	// has led at every look (0: not at the last one); see maybeShed. Both
+	// on r.clock.
+	shedding atomic.Bool
+	shedNext atomic.Int64
+	ledSince atomic.Int64
 }
+
+// Raft leadership is kept on the witness: a GPU node that has led Raft for
+// shedAfter hands leadership to a live witness. A crash or loss of the
+// holder then never waits for a Raft election, and neither GPU node pays
+// for the heartbeats a leader sends (over a third of the CPU an idle
+// holder used when it led; docs/benchmarks.md). The witness never holds
+// the VIP, so leadership handed to it stays put. shedAfter leaves an
+// operator's transfer to a GPU node, or an election one won, in place for
+// a while (a test can still kill a leading holder). shedCheck is how often
+// a GPU node looks; shedRetry how long it waits after a hand-off that
+// failed (a transfer to a voter that does not answer holds up the
+// leader's commits for an election timeout).
+const (
+	shedAfter = 5 * time.Second
+	shedCheck = time.Second
+	shedRetry = 10 * time.Second
+)
 
 func newLeaseRunner(name string, gpu bool, log *slog.Logger, clock func() time.Duration, env leaseEnv, newVIP VIPFactory) *leaseRunner {
 	now := clock()
@@ -123,10 +155,48 @@ func (r *leaseRunner) tick(ctx context.Context) time.Duration {
 	r.actuate(ctx, out)
 	r.noteHold()
 	r.sendAll(ctx, out.Send, v.Voters, v.Params)
+	r.maybeShed(ctx)
 	if d := out.Next - r.clock(); d > 0 {
 		return d
 	}
 	return time.Millisecond
+}
+
+// maybeShed hands Raft leadership to the witness, in the background, once
+// this GPU node has led for shedAfter (checked every shedCheck).
+func (r *leaseRunner) maybeShed(ctx context.Context) {
+	now := r.clock()
+	if r.stopping.Load() || ctx.Err() != nil || time.Duration(r.shedNext.Load()) > now || r.shedding.Load() {
+		return
+	}
+	r.shedNext.Store(int64(now + shedCheck))
+	if !r.env.leads() {
+		r.ledSince.Store(0)
+		return
+	}
+	since := time.Duration(r.ledSince.Load())
+	if since == 0 {
+		r.ledSince.Store(int64(now))
+		return
+	}
+	if now-since < shedAfter {
+		return
+	}
+	r.shedding.Store(true)
+	r.sends.Add(1)
+	go func() {
+		defer r.sends.Done()
+		defer r.shedding.Store(false)
+		to, err := r.env.shedLeadership()
+		switch {
+		case err != nil:
+			r.shedNext.Store(int64(r.clock() + shedRetry))
+			r.log.Warn("could not hand Raft leadership to the witness", "error", err, "retry_in", shedRetry)
+		case to != "":
+			r.ledSince.Store(0)
+			r.log.Info("handed Raft leadership to the witness", "to", to)
+		}
+	}()
 }
 
 // stop releases whatever this node holds and tells the voters, then closes

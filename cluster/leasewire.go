@@ -54,6 +54,32 @@ func (e agentLeaseEnv) send(ctx context.Context, to string, req lease.Request) (
 
 func (e agentLeaseEnv) changed() <-chan struct{} { return e.a.node.fsm.Changed() }
 
+func (e agentLeaseEnv) leads() bool { return e.a.node.raft.State() == raft.Leader }
+
+// shedLeadership hands leadership to a witness voter that gossip holds
+// alive (see maybeShed).
+func (e agentLeaseEnv) shedLeadership() (string, error) {
+	a := e.a
+	if a.node.raft.State() != raft.Leader || a.gossip == nil {
+		return "", nil
+	}
+	alive := map[string]bool{}
+	for _, m := range a.gossip.Members() {
+		alive[m.Name] = m.Alive
+	}
+	for _, n := range a.voterNames() {
+		m, ok := a.node.fsm.Member(n)
+		if n == a.Name() || !ok || !alive[n] || m.Role != fsm.RoleWitness || m.RaftAddr == "" {
+			continue
+		}
+		if err := a.node.raft.LeadershipTransferToServer(raft.ServerID(n), raft.ServerAddress(m.RaftAddr)).Error(); err != nil {
+			return "", fmt.Errorf("transfer leadership to %s: %w", n, err)
+		}
+		return n, nil
+	}
+	return "", nil
+}
+
 // voterNames lists the voters of the current Raft configuration, cached
 // for a second (GetConfiguration goes through Raft's main loop).
 func (a *Agent) voterNames() []string {
