@@ -154,10 +154,12 @@ func BenchmarkIdleFootprint(b *testing.B) {
 		time.Sleep(window)
 		for _, h := range []*host{f.n1, f.n2, f.w} {
 			after := sampleProc(b, h.agent.Process.Pid)
-			cpu := 100 * (after.cpu - before[h.name].cpu).Seconds() / window.Seconds()
+			pct := func(d time.Duration) float64 { return 100 * d.Seconds() / window.Seconds() }
+			cpu := pct(after.cpu - before[h.name].cpu)
 			b.ReportMetric(cpu, h.name+"-cpu-%")
 			b.ReportMetric(float64(after.rss)/(1<<20), h.name+"-rss-MiB")
-			b.Logf("%s over %v: cpu %.2f %% of a core, rss %.1f MiB (anon %.1f, file %.1f)", h.name, window, cpu,
+			b.Logf("%s over %v: cpu %.2f %% of a core (user %.2f, system %.2f), rss %.1f MiB (anon %.1f, file %.1f)", h.name, window, cpu,
+				pct(after.user-before[h.name].user), pct(after.cpu-after.user-(before[h.name].cpu-before[h.name].user)),
 				float64(after.rss)/(1<<20), float64(after.anon)/(1<<20), float64(after.file)/(1<<20))
 		}
 	}
@@ -203,7 +205,7 @@ func BenchmarkBusyCores(b *testing.B) {
 }
 
 type procSample struct {
-	cpu             time.Duration
+	cpu, user       time.Duration // user + system, user
 	rss, anon, file int64
 }
 
@@ -224,7 +226,7 @@ func sampleProc(b *testing.B, pid int) procSample {
 		b.Fatal(err)
 	}
 	const clkTck = 100 // USER_HZ on Linux
-	s := procSample{cpu: time.Duration(utime+stime) * time.Second / clkTck}
+	s := procSample{cpu: time.Duration(utime+stime) * time.Second / clkTck, user: time.Duration(utime) * time.Second / clkTck}
 	for _, line := range strings.Split(string(status), "\n") {
 		key, v, ok := strings.Cut(line, ":")
 		if !ok {
