@@ -151,16 +151,28 @@ func (r *leaseRunner) tick(ctx context.Context) time.Duration {
 	}
 	out := r.holder.Tick(now, v)
 	r.stats.tick(now, out)
+	idle := r.holder.Epoch() == 0 && r.holder.Deadline() == 0 && !out.Remove && !out.SetFence && len(out.Send) == 0
 	r.mu.Unlock()
 	r.actuate(ctx, out)
 	r.noteHold()
 	r.sendAll(ctx, out.Send, v.Voters, v.Params)
 	r.maybeShed(ctx)
+	if idle {
+		// Not active and holding nothing: nothing is due until the
+		// applied state changes, which wakes run at once (changed). The
+		// holder machine asks again after a renewal interval; a standby
+		// waking ten times a second for nothing is measurable idle CPU.
+		return idleTick
+	}
 	if d := out.Next - r.clock(); d > 0 {
 		return d
 	}
 	return time.Millisecond
 }
+
+// idleTick is how often the runner of a GPU node that is not active looks
+// again without a change of the applied state (as the witness does).
+const idleTick = time.Second
 
 // maybeShed hands Raft leadership to the witness, in the background, once
 // this GPU node has led for shedAfter (checked every shedCheck).
