@@ -63,7 +63,12 @@ type stateMsg struct {
 }
 
 // encoder encodes state messages, reusing one DEFLATE writer (NewWriter
-// allocates about 1 MB of tables). Not safe for concurrent use.
+// allocates about 1 MB of tables). The writer is BestSpeed: every Reset
+// of a DefaultCompression writer clears its 640 KB of hash chains, which
+// an idle agent then kept resident (+690 KB measured, against +190 KB for
+// BestSpeed), for states a few KB long that compress about as well (a
+// 2.9 KB health report: 132 against 151 bytes). Not safe for concurrent
+// use.
 type encoder struct {
 	fw  *flate.Writer
 	buf bytes.Buffer
@@ -82,7 +87,7 @@ func (e *encoder) encodeState(m stateMsg) ([]byte, error) {
 	if len(m.Payload) >= compressMin {
 		e.buf.Reset()
 		if e.fw == nil {
-			fw, err := flate.NewWriter(&e.buf, flate.DefaultCompression)
+			fw, err := flate.NewWriter(&e.buf, flate.BestSpeed)
 			if err != nil {
 				return nil, fmt.Errorf("deflate writer: %w", err)
 			}
