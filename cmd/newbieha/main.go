@@ -19,10 +19,10 @@ var (
 )
 
 // gcPercent is the agent's GOGC unless the environment sets one. An idle
-// agent keeps about 3 MB live and allocates mostly short-lived buffers;
-// Go's default (100) lets the heap grow to twice the live data before it
-// collects. 50 keeps about 2.5 MiB less resident for one more collection
-// a second, which costs nothing measurable (docs/benchmarks.md).
+// agent keeps 3-4 MB live and allocates mostly short-lived buffers; Go's
+// default (100) lets the heap grow to twice the live data before it
+// collects. 50 keeps about 1 MiB less resident for about one more
+// collection a second (GC 0.15 -> 0.25-0.3 % of a core; docs/benchmarks.md).
 const gcPercent = 50
 
 func main() {
