@@ -337,7 +337,10 @@ func (l *lab) cleanup() {
 		out, _ := exec.Command("ip", "netns", "pids", h.ns).Output()
 		for _, f := range strings.Fields(string(out)) {
 			var pid int
-			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
+			// Never the test itself: a thread of it may be in the
+			// namespace (setns), which ip netns pids reports as the
+			// process.
+			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 && pid != os.Getpid() {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
