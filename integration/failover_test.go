@@ -154,9 +154,10 @@ type watchReport struct {
 		Failed   int       `json:"failed"`
 		At       time.Time `json:"at"`
 	} `json:"switches"`
-	First    string  `json:"first"`
-	Last     string  `json:"last"`
-	MaxGapMs float64 `json:"max_gap_ms"` // the longest time without a good answer
+	First    string      `json:"first"`
+	Last     string      `json:"last"`
+	MaxGapMs float64     `json:"max_gap_ms"` // the longest time without a good answer
+	FailedAt []time.Time `json:"failed_at"`  // with --record-failures
 	ARP      *struct {
 		Probes    int                     `json:"probes"`
 		MaxMACs   int                     `json:"max_macs"`

@@ -32,6 +32,7 @@ func main() {
 	settle := flag.Int("settle", 10, "consecutive answers from --until that end the run")
 	jsonOut := flag.String("json", "", "also write the report as JSON to this file")
 	quiet := flag.Bool("quiet", false, "print only the summary")
+	recordFailures := flag.Bool("record-failures", false, "list when each failed request started in the JSON report (failed_at), for attributing them to faults")
 	arpIface := flag.String("arp-iface", "", "also probe by ARP, on this interface, who answers for --arp-ip")
 	arpIP := flag.String("arp-ip", "", "the VIP to probe for by ARP")
 	arpInterval := flag.Duration("arp-interval", 50*time.Millisecond, "time between ARP probes (each waits this long for answers)")
@@ -62,6 +63,7 @@ func main() {
 		}()
 	}
 	w := &watcher{client: &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: true}}, url: *url}
+	w.recordFailures = *recordFailures
 	rep := w.run(ctx, *interval, *until, *settle, *quiet)
 	arpStop()
 	arpWG.Wait()
@@ -79,8 +81,9 @@ func main() {
 }
 
 type watcher struct {
-	client *http.Client
-	url    string
+	client         *http.Client
+	url            string
+	recordFailures bool
 }
 
 // Sample is one request's outcome.
@@ -109,8 +112,10 @@ type Report struct {
 	Switches []Switch       `json:"switches"`
 	// MaxGapMs is the longest time without a good answer.
 	MaxGapMs float64 `json:"max_gap_ms"`
-	First    string  `json:"first"`
-	Last     string  `json:"last"`
+	// FailedAt is when each failed request started (--record-failures).
+	FailedAt []time.Time `json:"failed_at,omitempty"`
+	First    string      `json:"first"`
+	Last     string      `json:"last"`
 	// ARP is set when ARP probing was asked for.
 	ARP *ARPReport `json:"arp,omitempty"`
 }
@@ -173,6 +178,9 @@ func (w *watcher) run(ctx context.Context, interval time.Duration, until string,
 		if s.Node == "" {
 			rep.Failed++
 			failedSince++
+			if w.recordFailures {
+				rep.FailedAt = append(rep.FailedAt, s.At)
+			}
 			if !quiet {
 				fmt.Printf("%s  -      %s\n", s.At.Format("15:04:05.000"), s.Err)
 			}
