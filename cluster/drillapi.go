@@ -165,13 +165,7 @@ func (o *operatorAPI) handleDrillPartition(w http.ResponseWriter, r *http.Reques
 		writeError(w, fmt.Errorf("%w: from: name 1 to 8 members to cut off", ErrBadRequest))
 		return
 	}
-	if req.Node != "" && req.Node != a.Name() {
-		m, ok := a.node.fsm.Member(req.Node)
-		if !ok {
-			writeError(w, fmt.Errorf("%w: %q", ErrUnknownMember, req.Node))
-			return
-		}
-		o.forward(w, r, m.APIAddr, req)
+	if o.toNode(w, r, req.Node, req) {
 		return
 	}
 	var peers []string

@@ -85,13 +85,7 @@ func (o *operatorAPI) handleDrillService(w http.ResponseWriter, r *http.Request)
 		writeError(w, fmt.Errorf("%w: drill service: %w", ErrBadRequest, err))
 		return
 	}
-	if req.Node != a.Name() {
-		m, ok := a.node.fsm.Member(req.Node)
-		if !ok {
-			writeError(w, fmt.Errorf("%w: node: %q", ErrUnknownMember, req.Node))
-			return
-		}
-		o.forward(w, r, m.APIAddr, req)
+	if o.toNode(w, r, req.Node, req) {
 		return
 	}
 	if a.cfg.ServiceFault == nil {
@@ -129,13 +123,7 @@ func (o *operatorAPI) handleDrillCrash(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: drill crash: node: required (the member whose agent crashes)", ErrBadRequest))
 		return
 	}
-	if req.Node != a.Name() {
-		m, ok := a.node.fsm.Member(req.Node)
-		if !ok {
-			writeError(w, fmt.Errorf("%w: node: %q", ErrUnknownMember, req.Node))
-			return
-		}
-		o.forward(w, r, m.APIAddr, req)
+	if o.toNode(w, r, req.Node, req) {
 		return
 	}
 	if a.cfg.Crash == nil {

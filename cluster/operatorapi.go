@@ -163,6 +163,23 @@ func (o *operatorAPI) forward(w http.ResponseWriter, r *http.Request, apiAddr st
 	}
 }
 
+// toNode carries a drill request that names another member's node to
+// that member (forward) and reports true; it reports false when the
+// request is for this member (node empty or its own name), to be carried
+// out here. An unknown node is refused (and reported true).
+func (o *operatorAPI) toNode(w http.ResponseWriter, r *http.Request, node string, req any) bool {
+	if node == "" || node == o.a.Name() {
+		return false
+	}
+	m, ok := o.a.node.fsm.Member(node)
+	if !ok {
+		writeError(w, fmt.Errorf("%w: node: %q", ErrUnknownMember, node))
+		return true
+	}
+	o.forward(w, r, m.APIAddr, req)
+	return true
+}
+
 // tryForward is forward, except that when the member cannot be connected
 // to it writes nothing and returns errUnreachableLeader (wrapped), so the
 // caller may try again.
@@ -491,13 +508,7 @@ func (o *operatorAPI) handleDrillInject(w http.ResponseWriter, r *http.Request) 
 		writeError(w, fmt.Errorf("%w: for %v must be between 1s and 1h", ErrBadRequest, time.Duration(req.For)))
 		return
 	}
-	if req.Node != "" && req.Node != a.Name() {
-		m, ok := a.node.fsm.Member(req.Node)
-		if !ok {
-			writeError(w, fmt.Errorf("%w: %q", ErrUnknownMember, req.Node))
-			return
-		}
-		o.forward(w, r, m.APIAddr, req)
+	if o.toNode(w, r, req.Node, req) {
 		return
 	}
 	if a.cfg.Drill == nil {
