@@ -215,8 +215,17 @@ func (o *operatorAPI) handleDrillPartition(w http.ResponseWriter, r *http.Reques
 	}
 	a.log.Warn("drill: "+what, "by", callerOf(r).name)
 	o.audit(r, what)
-	// A whole answer (its length given, the connection not kept): once it
-	// is flushed the caller has it all, whatever the cut drops after.
+	// The caller has its answer before the cut drops anything.
+	writeWholeOK(w)
+	if err := a.cfg.Partition(peers, until, false); err != nil {
+		a.log.Error("drill: partition failed after it was checked", "error", err)
+	}
+}
+
+// writeWholeOK writes a complete 200 answer ({} with its length, the
+// connection not kept) and flushes it: once it returns the caller has it
+// all, whatever a partition or a crash does to the connection after.
+func writeWholeOK(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", "3")
 	w.Header().Set("Connection", "close")
@@ -224,8 +233,5 @@ func (o *operatorAPI) handleDrillPartition(w http.ResponseWriter, r *http.Reques
 	_, _ = io.WriteString(w, "{}\n")
 	if fl, ok := w.(http.Flusher); ok {
 		fl.Flush()
-	}
-	if err := a.cfg.Partition(peers, until, false); err != nil {
-		a.log.Error("drill: partition failed after it was checked", "error", err)
 	}
 }

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -136,16 +135,8 @@ func (o *operatorAPI) handleDrillCrash(w http.ResponseWriter, r *http.Request) {
 	actx, cancel := context.WithTimeout(r.Context(), a.cfg.ApplyTimeout)
 	o.audit(r.WithContext(actx), what)
 	cancel()
-	// A whole answer, the connection not kept: once flushed the caller
-	// has it all, whatever the crash does to the connection after.
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", "3")
-	w.Header().Set("Connection", "close")
-	w.WriteHeader(http.StatusOK)
-	_, _ = io.WriteString(w, "{}\n")
-	if fl, ok := w.(http.Flusher); ok {
-		fl.Flush()
-	}
+	// The caller has its answer before the crash takes the connection.
+	writeWholeOK(w)
 	a.cfg.Crash()
 }
 

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"time"
 
 	"context"
@@ -49,8 +50,18 @@ func TestInit_InMaintenanceNobodyHoldsUntilItIsOff(t *testing.T) {
 	waitFor(t, 20*time.Second, "three voters", func() error {
 		return healthyStatus(c.nodes["node1"].agent.Status(ctx), "node1", "node2", "witness")
 	})
-	// Well past the quarantine and a lease round: still nobody.
-	time.Sleep(5 * time.Second)
+	// Once no voter is in its start-up quarantine a holder could be
+	// granted a lease; a few lease rounds (100 ms apart) later, still
+	// nobody.
+	waitFor(t, 20*time.Second, "every voter past its quarantine", func() error {
+		for _, m := range c.nodes["node1"].agent.Status(ctx).Members {
+			if m.Lease.Quarantine > 0 {
+				return fmt.Errorf("%s in quarantine", m.Name)
+			}
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
 	st := c.nodes["node2"].agent.Status(ctx)
 	if st.Active.Node != "" || len(c.wire.holders()) != 0 || !st.Maintenance || st.MaintenanceInfo == nil ||
 		st.MaintenanceInfo.Reason != "cutover from keepalived" || st.MaintenanceInfo.By != "root@node1" {

@@ -316,7 +316,6 @@ func TestSoak(t *testing.T) {
 	type kindRow struct {
 		Kind                 string  `json:"kind"`
 		Count                int     `json:"count"`
-		MedianMs, WorstMs    float64 `json:"-"`
 		MedianRecoveryMs     float64 `json:"median_recovery_ms"`
 		WorstRecoveryMs      float64 `json:"worst_recovery_ms"`
 		FailedRequests, Miss int
